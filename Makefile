@@ -1,0 +1,41 @@
+# Two commands: `make run` (serve the hub) and `make test` (the whole suite). Everything installs itself.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+ARGS ?=
+
+.PHONY: run test install install-dev chromium bench toy
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: $(VENV)/.installed
+	$(PY) app.py $(ARGS)
+
+# The browser test drives Debian's chromium; install it when missing and we may (root).
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing and we are not root: the browser test will be skipped"; fi; \
+	fi
+
+test: $(VENV)/.installed-dev chromium
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed-dev
+	$(PY) bench/startup.py
+	$(PY) bench/toy_quality.py
+
+# Rebuild the embedded toy model (about an hour on 2 CPU cores).
+toy: $(VENV)/.installed
+	$(PY) -m training.toy --output assets/toy-sd

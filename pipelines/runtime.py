@@ -1,0 +1,75 @@
+"""The live runtime: profile, model overrides, cache folder, and every model loaded once and shared."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.profile import ProfileChoice
+from pipelines.registry import ModelRef, RegistryError, resolve
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ATELIER_CACHE") or Path.home() / ".cache" / "atelier").expanduser()
+
+
+def check_cache_dir(path: Path) -> Path:
+    """Create the cache folder and prove it is writable, or say what to do."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise RegistryError(f"The cache folder {path} is not writable ({err.strerror}); set ATELIER_CACHE "
+                            "to a folder you can write to.") from None
+    return path
+
+
+@dataclass
+class Runtime:
+    """What every tab shares: one instance per server process."""
+    profile: ProfileChoice
+    overrides: dict[str, str] = field(default_factory=dict)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    _models: dict[str, Any] = field(default_factory=dict, repr=False)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def ref(self, role: str) -> ModelRef:
+        return resolve(role, self.profile.name, self.overrides, self.cache_dir)
+
+    @property
+    def dtype(self):
+        import torch
+
+        return torch.float16 if self.profile.half else torch.float32
+
+    def model(self, role: str) -> Any:
+        """The role's model, loaded on first use and reused by every later request and tab."""
+        with self._guard:
+            lock = self._locks.setdefault(role, threading.Lock())
+        with lock:
+            if role not in self._models:
+                self._models[role] = self._load(role)
+            return self._models[role]
+
+    def _load(self, role: str) -> Any:
+        from pipelines import loaders, tiny_models
+
+        ref = self.ref(role)
+        if ref.build:
+            tiny_models.build(role, Path(ref.ref))
+        log.info("loading %s from %s (%s) on %s", role, ref.ref, ref.source, self.profile.device)
+        return loaders.load(role, ref.ref, device=self.profile.device, dtype=self.dtype)
+
+    def describe_models(self) -> list[tuple[str, str, str]]:
+        """(role, what it loads, where that came from) for every role, for the UI."""
+        from pipelines.registry import ROLES
+
+        return [(role, (r := self.ref(role)).ref, r.source) for role in ROLES]

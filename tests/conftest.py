@@ -1,0 +1,47 @@
+"""Shared fixtures: every test runs offline, with its own model cache."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("atelier-cache")
+    os.environ["ATELIER_CACHE"] = str(path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_runtime(_cache_dir):
+    from pipelines.profile import choose_profile
+    from pipelines.runtime import Runtime
+
+    return Runtime(profile=choose_profile("tiny"), cache_dir=_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def served_app(tiny_runtime):
+    """The whole hub launched in-process on a free port; yields its URL."""
+    from app import build_app
+
+    demo = build_app(tiny_runtime)
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()

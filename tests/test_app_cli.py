@@ -1,0 +1,51 @@
+"""app.py refuses bad flags with one line and exit code 2, before importing any model library."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, free_port
+
+
+def run_app(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--profile", "fast"], ["Unknown profile 'fast'", "auto, tiny, full"]),
+    (["--model", "sd15"], ["ROLE=ID_OR_PATH"]),
+    (["--model", "unet=a/b"], ["Unknown model role 'unet'"]),
+    (["--model", "sd15=/no/such/model"], ["/no/such/model does not exist"]),
+    (["--auth", "onlyuser"], ["USER:PASS"]),
+    (["--port", "notaport"], ["--port"]),
+])
+def test_bad_flags(args, words):
+    assert_one_line_error(run_app(*args), *words)
+
+
+def test_port_in_use():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert_one_line_error(run_app("--profile", "tiny", "--port", str(port)), f"Port {port}", "in use")
+
+
+def test_unwritable_cache_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_app("--profile", "tiny", "--port", str(free_port()), env={"ATELIER_CACHE": str(blocker / "cache")})
+    assert_one_line_error(result, "cache folder", "not writable", "ATELIER_CACHE")
