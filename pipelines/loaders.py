@@ -53,7 +53,9 @@ def load(role: str, ref: str, device: str = "cpu", dtype: torch.dtype = torch.fl
 
 
 def _failure(role: str, ref: str, error: Exception) -> str:
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200].rstrip(".")
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0].rstrip(".")
+    if len(reason) > 160:
+        reason = reason[:160].rsplit(" ", 1)[0] + "…"
     if is_local(_strip_scheme(ref)):
         hint = (f"if it is a tiny cache folder delete it so it is rebuilt, else point --model {role}= at a "
                 "complete model folder")
@@ -168,8 +170,8 @@ def load_vgg(role: str, ref: str, device: str, dtype: torch.dtype) -> torch.nn.M
     folder = _local_path(role, ref)
     config = _read_config(role, folder)
     if config.get("arch") != role:
-        raise ModelLoadError(f"The {role} folder {folder} holds a {config.get('arch')} network; its layer "
-                             f"indices differ, so point --model {role}= at a {role} folder.")
+        raise ModelLoadError(f"The {role} folder {folder} holds arch {config.get('arch')!r}, not {role}, whose "
+                             f"layer indices differ; point --model {role}= at a {role} folder.")
     features = make_vgg_features(config["cfg"])
     features.load_state_dict(_safetensors(folder))
     return _frozen(features, device, dtype)
@@ -245,10 +247,6 @@ def _insightface(name: str, device: str) -> InsightFaces:
 
 def _cascade(name: str) -> CascadeFaces:
     import cv2
-    if not hasattr(cv2, "CascadeClassifier"):
-        raise ModelLoadError(f"The faces detector opencv:{name} needs cv2.CascadeClassifier, which OpenCV "
-                             f"{cv2.__version__} does not include; install opencv-python<5 or use "
-                             "insightface:buffalo_l.")
     path = Path(name).expanduser() if name.endswith(".xml") else Path(cv2.data.haarcascades) / f"{name}.xml"
     classifier = cv2.CascadeClassifier(str(path)) if path.is_file() else None
     if classifier is None or classifier.empty():
