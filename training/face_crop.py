@@ -1,0 +1,41 @@
+"""Face-centred square crops for portrait training (DreamBooth ``crop_face``)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+log = logging.getLogger(__name__)
+FACE_MARGIN = 2.2  # crop side as a multiple of the face box: head, hair and some shoulders
+
+
+def face_box(image: Image.Image, detector) -> tuple[int, int, int, int] | None:
+    """The single face's square crop box (left, top, right, bottom), or None unless exactly one face."""
+    faces = detector.detect(image)
+    if len(faces) != 1:
+        return None
+    x, y, w, h = faces[0]
+    side = min(int(max(w, h) * FACE_MARGIN), *image.size)
+    cx, cy = x + w / 2, y + h / 2
+    left = int(np.clip(cx - side / 2, 0, image.width - side))
+    top = int(np.clip(cy - side / 2, 0, image.height - side))
+    return left, top, left + side, top + side
+
+
+def face_crop_transform(detector):
+    """A (path, size) → pixel-tensor transform like ``latents.load_square`` that centres the face."""
+    def face_crop(path: Path, size: int) -> torch.Tensor:
+        with Image.open(path) as im:
+            image = ImageOps.exif_transpose(im).convert("RGB")
+        box = face_box(image, detector)
+        if box is None:
+            log.warning("%s: not exactly one face found; using a centre crop", Path(path).name)
+        else:
+            image = image.crop(box)
+        image = ImageOps.fit(image, (size, size), Image.Resampling.LANCZOS)
+        array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return face_crop

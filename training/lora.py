@@ -1,0 +1,61 @@
+"""One LoRA trainer for fashion, Ghibli style and DreamBooth portraits (seeds 001, 003, 004).
+
+    python -m training.lora --preset {fashion,ghibli,dreambooth} --data DIR --output RUN_DIR \\
+        [--profile tiny|full|auto] [--max-steps N] [--resume latest|PATH] [--set key=value ...]
+    accelerate launch -m training.lora ...     # multi-GPU / multi-node / multi-process CPU, same flags
+
+Writes the run folder of DESIGN.md. Only rank 0 writes; every rank computes the same schedule.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from training.lora_settings import SettingsError, parse_sets, resolve_settings
+
+log = logging.getLogger("training.lora")
+
+
+class UsageError(ValueError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{message} (see python -m training.lora --help)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = _Parser(description="Train a LoRA on Stable Diffusion from a preset.")
+    p.add_argument("--preset", required=True, help="fashion, ghibli or dreambooth")
+    p.add_argument("--data", required=True, type=Path, help="captioned images (or instance photos for dreambooth)")
+    p.add_argument("--output", required=True, type=Path, help="the run folder to write")
+    p.add_argument("--profile", default="auto", help="auto, tiny or full")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--resume", default=None, help="'latest' or a checkpoints/step-N folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        args = parse_args(argv)
+        overrides = parse_sets(args.set)
+        if args.max_steps is not None:
+            overrides["max_steps"] = args.max_steps
+        settings = resolve_settings(args.preset, overrides)
+    except (UsageError, SettingsError) as err:
+        print(f"training.lora: {err}", file=sys.stderr)
+        return 2
+    from training.lora_trainer import run
+
+    return run(settings, args.data, args.output, args.profile, args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
