@@ -7,10 +7,12 @@ import os
 import socket
 import sys
 import threading
+from pathlib import Path
 
 from pipelines.profile import choose_profile
 from pipelines.registry import PROFILES, RegistryError, env_overrides, parse_overrides
 from pipelines.runtime import Runtime, check_cache_dir, default_cache_dir
+from training.launcher import default_runs_root
 
 log = logging.getLogger("atelier")
 
@@ -35,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--share", action="store_true", help="open a public Gradio share link")
     p.add_argument("--auth", default=os.environ.get("ATELIER_AUTH"), metavar="USER:PASS",
                    help="require a login (env: ATELIER_AUTH)")
+    p.add_argument("--shared-runs", action="store_true",
+                   help="every user sees every training run in the Runs tab (default: only their own)")
     return p.parse_args(argv)
 
 
@@ -65,15 +69,19 @@ def make_runtime(args: argparse.Namespace) -> Runtime:
     return Runtime(profile=profile, overrides=overrides, cache_dir=check_cache_dir(default_cache_dir()))
 
 
-def build_app(runtime: Runtime):
-    """The whole hub as one gr.Blocks."""
+def build_app(runtime: Runtime, runs_root: Path | None = None, shared_runs: bool = False):
+    """The whole hub as one gr.Blocks; training runs live under ``runs_root`` (default: $ATELIER_RUNS or runs/)."""
     import gradio as gr
 
-    from tabs import generate, status
+    from tabs import generate, runs, status, train
+    from training.launcher import RunManager
 
+    manager = RunManager(runs_root or default_runs_root())
     with gr.Blocks(title="Atelier") as demo:
         status.banner(runtime)
         generate.build(runtime)
+        train.build(manager, runtime)
+        runs.build(manager, shared_runs)
         status.build(runtime)
     return demo
 
@@ -99,9 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"atelier: {err}", file=sys.stderr)
         return 2
     log.info("profile %s", runtime.profile.banner)
-    demo = build_app(runtime)
+    runs_root = default_runs_root()
+    demo = build_app(runtime, runs_root, shared_runs=args.shared_runs)
     preload(runtime)
-    demo.queue().launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth)
+    # Samples are served from the run folders, which may live outside the working directory.
+    demo.queue().launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+                        allowed_paths=[str(runs_root)])
     return 0
 
 

@@ -18,6 +18,10 @@ MAX_SIDE = 2048
 MAX_STEPS = 150
 MAX_IMAGES = 8
 MAX_SEED = 2**32 - 1
+# diffusers scheduler class → the sampler name A1111 writes in its infotext
+SAMPLER_NAMES = {"DPMSolverMultistepScheduler": "DPM++ 2M", "EulerDiscreteScheduler": "Euler",
+                 "EulerAncestralDiscreteScheduler": "Euler a", "DDIMScheduler": "DDIM", "PNDMScheduler": "PLMS",
+                 "UniPCMultistepScheduler": "UniPC", "LMSDiscreteScheduler": "LMS"}
 
 
 class InputError(ValueError):
@@ -89,7 +93,7 @@ def generate(runtime: Runtime, s: GenerateSettings) -> tuple[list[Image.Image], 
                   num_inference_steps=int(s.steps), guidance_scale=float(s.cfg), width=int(s.width),
                   height=int(s.height), generator=generators).images
     model = runtime.ref("sd15").ref.rstrip("/").split("/")[-1]
-    sampler = type(pipe.scheduler).__name__
+    sampler = SAMPLER_NAMES.get(type(pipe.scheduler).__name__, type(pipe.scheduler).__name__)
     for i, image in enumerate(images):
         image.info["parameters"] = infotext(replace(s, seed=seed + i), seed + i, sampler, model)
     log.info("generated %d image(s) %dx%d, seed %d", len(images), s.width, s.height, seed)

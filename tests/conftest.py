@@ -45,3 +45,25 @@ def served_app(tiny_runtime):
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
+
+
+def render_dataset(folder: Path, n: int, seed: int = 0, **attributes) -> Path:
+    """n toy-world images with metadata.jsonl captions; attributes fix colour/shape/background."""
+    import json
+    import random
+
+    from pipelines import toy_world
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng, rows = random.Random(seed), []
+    for i in range(n):
+        scene = toy_world.random_scene(rng, **attributes)
+        toy_world.render(scene).save(folder / f"{i:03d}.png")
+        rows.append({"file_name": f"{i:03d}.png", "text": scene.caption})
+    (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def toy_dataset(tmp_path_factory):
+    return render_dataset(tmp_path_factory.mktemp("toy-data"), 12)

@@ -6,6 +6,7 @@ writes to its ``config.toml``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -86,6 +87,10 @@ class LoraSettings:
     log_every: int = 10
 
 
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false",
+               list[str]: "a comma-separated list or a JSON list of strings"}
+
+
 def field_types() -> dict[str, Any]:
     return get_type_hints(LoraSettings)
 
@@ -105,13 +110,14 @@ def coerce(key: str, raw: Any) -> Any:
                 raise ValueError
             return value in ("true", "1", "yes")
         if kind == list[str]:
+            if isinstance(raw, str) and raw.strip().startswith("["):  # a JSON list keeps commas in items
+                raw = json.loads(raw)
             if isinstance(raw, list):
                 return [str(v) for v in raw]
             return [part.strip() for part in str(raw).split(",") if part.strip()]
         return kind(raw)
     except (TypeError, ValueError):
-        name = getattr(kind, "__name__", str(kind))
-        raise SettingsError(f"Setting {key} must be a {name}, not {raw!r}.") from None
+        raise SettingsError(f"Setting {key} must be {_KIND_NAMES.get(kind, str(kind))}, not {raw!r}.") from None
 
 
 def load_preset(name: str) -> dict[str, Any]:

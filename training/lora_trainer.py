@@ -39,8 +39,10 @@ class Progress:
 def run(s: LoraSettings, data: Path, output: Path, profile: str, resume: str | None) -> int:
     """Train, writing ``output`` as a run folder; returns the process exit code."""
     from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
 
-    accelerator = Accelerator(mixed_precision=_mixed_precision(s))
+    project = ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "tensorboard"))
+    accelerator = Accelerator(mixed_precision=_mixed_precision(s), log_with="tensorboard", project_config=project)
     folder = RunFolder(output, accelerator.is_main_process)
     handler = folder.attach_log()
     try:
@@ -75,7 +77,10 @@ class LoraRun:
         from pipelines.registry import env_overrides, resolve
         from pipelines.runtime import default_cache_dir
 
+        from accelerate.utils import set_seed
+
         self.s, self.folder, self.acc = s, folder, accelerator
+        set_seed(s.seed)  # LoRA init and dropout draw from the global RNG
         self.cache_dir = default_cache_dir()
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision,
                                                                                  torch.float32)
@@ -96,6 +101,8 @@ class LoraRun:
         self._setup_optimisation()
         folder.write_config({**to_dict(s), "base_model_ref": self.ref.ref, "resolution": self.resolution,
                              "data": str(data), "world_size": accelerator.num_processes})
+        accelerator.init_trackers("lora", config={k: v for k, v in to_dict(s).items()
+                                                  if isinstance(v, (int, float, str, bool))})
 
     # ---- data -------------------------------------------------------------------------------------------
     def _examples(self, data: Path) -> tuple[list[Example], list[Example]]:
@@ -302,8 +309,9 @@ class LoraRun:
         s, step, stop = self.s, p.step, False
         if step % s.log_every == 0 or step == s.max_steps:
             window = p.losses[-s.log_every:]
-            self.folder.event("train", step, loss=sum(window) / len(window), max_steps=s.max_steps,
-                              lr=self.lr_scheduler.get_last_lr()[0])
+            loss, lr = sum(window) / len(window), self.lr_scheduler.get_last_lr()[0]
+            self.folder.event("train", step, loss=loss, max_steps=s.max_steps, lr=lr)
+            self.acc.log({"train/loss": loss, "train/lr": lr}, step=step)
         if self.val_set and step % s.validation_steps == 0:
             stop = self._validate(p)
         if s.sample_steps and step % s.sample_steps == 0 and step < s.max_steps:
@@ -326,6 +334,7 @@ class LoraRun:
         val = torch.tensor(losses)
         metrics = {"val_mse": val.mean().item(), "val_mae": sum(maes) / len(maes), "val_std": val.std(unbiased=False).item()}
         self.folder.event("val", p.step, **metrics)
+        self.acc.log({f"val/{k[4:]}": v for k, v in metrics.items()}, step=p.step)
         log.info("step %d: val MSE %.5f, MAE %.5f, std %.5f", p.step, *metrics.values())
         if metrics["val_mse"] < p.best_val - self.s.early_stopping_min_delta:
             p.best_val, p.bad_validations = metrics["val_mse"], 0
@@ -396,6 +405,7 @@ class LoraRun:
     def _finish(self, p: Progress, start_step: int, seconds: float, stopped_early: bool) -> None:
         acc, folder = self.acc, self.folder
         rank_difference = self._rank_weight_difference()
+        acc.end_training()
         acc.wait_for_everyone()
         if not acc.is_main_process:
             return

@@ -1,0 +1,210 @@
+"""The Train tab: pick a use case, give a dataset, adjust the preset, start a LoRA run (API name ``train``).
+
+The tab never trains: it hands a request to RunManager, which starts the trainer in its own process; the Runs
+tab reads the run folder back.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from pipelines.runtime import Runtime
+from tabs.common import user_errors
+from training.launcher import USE_CASES, RunManager, clean_run_name, estimate
+from training.lora_settings import LoraSettings, coerce, field_types, resolve_settings
+from training.safe_zip import safe_extract_zip
+
+# Shown above the fold; every other setting sits in the "Advanced" accordion, in the dataclass's order.
+MAIN_FIELDS = ("max_steps", "learning_rate", "rank", "alpha", "resolution", "trigger_word", "validation_prompts",
+               "instance_prompt", "class_prompt")
+FORM_FIELDS = MAIN_FIELDS + tuple(f.name for f in fields(LoraSettings)
+                                  if f.name not in MAIN_FIELDS and f.name != "preset")
+ESTIMATE_FIELDS = ("max_steps", "batch_size", "gradient_accumulation_steps", "with_prior_preservation")
+HINTS = {
+    "resolution": "0 = the base model's native size",
+    "validation_prompts": "one per line; sampled while training",
+    "instance_prompt": "DreamBooth: names your subject with the trigger word",
+    "class_prompt": "DreamBooth: the subject's class, for prior preservation",
+}
+RIGHTS_LABEL = "I have the right to use these images"
+LOCAL_OWNER = "local"
+
+
+class FormError(ValueError):
+    """A Train form value is refused; the message says which and why."""
+
+
+def owner_of(request: gr.Request | None) -> str:
+    """The signed-in user's name, or "local" when the server runs without a login."""
+    return getattr(request, "username", None) or LOCAL_OWNER
+
+
+def label(key: str) -> str:
+    return key.replace("_", " ").capitalize()
+
+
+def to_widget(key: str, value: Any) -> Any:
+    """A setting as its form widget shows it: lists become one item per line."""
+    return "\n".join(value) if isinstance(value, list) else value
+
+
+def from_widget(key: str, value: Any) -> Any:
+    """A widget's (or an API caller's) value as the setting's type; raises SettingsError naming the key."""
+    if field_types().get(key) == list[str] and isinstance(value, str):
+        return [line.strip() for line in value.splitlines() if line.strip()]
+    return coerce(key, value)
+
+
+def preset_form(use_case: str) -> list[Any]:
+    """The form's values for a use case's preset, in FORM_FIELDS order."""
+    settings = resolve_settings(use_case)
+    return [to_widget(key, getattr(settings, key)) for key in FORM_FIELDS]
+
+
+def changed_settings(use_case: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The settings whose form values differ from the preset, typed (lists stay lists, ready for JSON)."""
+    preset = resolve_settings(use_case)
+    typed = {key: from_widget(key, value) for key, value in values.items()}
+    return {key: value for key, value in typed.items() if value != getattr(preset, key)}
+
+
+def set_values(settings: dict[str, Any] | None) -> dict[str, str]:
+    """Settings as the trainer's ``--set key=value`` strings."""
+    if not isinstance(settings, (dict, type(None))):
+        raise FormError("settings must be an object of setting names and values, e.g. {\"rank\": 8}.")
+    out = {}
+    for key, raw in (settings or {}).items():
+        value = from_widget(key, raw)
+        if isinstance(value, list):
+            value = json.dumps(value)  # a JSON list keeps commas inside items (e.g. validation prompts)
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def slug(text: str) -> str:
+    """A folder name made from any text that cannot climb out of its parent; different texts stay apart."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", text) or "_"
+    return safe if safe == text else f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def uploads_root(manager: RunManager) -> Path:
+    return manager.runs_root.parent / "uploads"
+
+
+def single_top_folder(folder: Path) -> Path:
+    """The one folder a ZIP wrapped everything in (ignoring macOS's ``__MACOSX``), else ``folder`` itself."""
+    entries = [p for p in folder.iterdir() if p.name != "__MACOSX"]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
+
+
+def dataset_folder(manager: RunManager, owner: str, data_dir: str, dataset_zip: str | None,
+                   run_name: str) -> Path:
+    """The folder to train on: the typed server path, or the uploaded ZIP extracted under uploads/<owner>/."""
+    data_dir = (data_dir or "").strip()
+    if data_dir and dataset_zip:
+        raise FormError("Give either a dataset folder or a ZIP, not both.")
+    mine = uploads_root(manager) / slug(owner)
+    if dataset_zip:
+        mine.mkdir(parents=True, exist_ok=True)
+        dest = Path(tempfile.mkdtemp(prefix=f"{slug(run_name or 'dataset')}-", dir=mine))
+        return single_top_folder(safe_extract_zip(dataset_zip, dest))
+    if not data_dir:
+        raise FormError("Give a dataset folder on the server or upload a ZIP of images.")
+    path = Path(data_dir).expanduser().resolve()
+    if path.is_relative_to(uploads_root(manager).resolve()) and not path.is_relative_to(mine.resolve()):
+        raise FormError(f"The dataset folder {data_dir} is another user's upload; upload your own ZIP instead.")
+    return path
+
+
+def make_handlers(manager: RunManager, profile: str):
+    """The tab's plain handlers: (collect, train, estimate_text)."""
+
+    @user_errors
+    def collect(use_case: str, *values: Any) -> dict[str, Any]:
+        """The settings the user changed from the preset (the ``settings`` argument of ``train``)."""
+        return changed_settings(use_case, dict(zip(FORM_FIELDS, values)))
+
+    @user_errors
+    def train(use_case: str, data_dir: str = "", dataset_zip: str | None = None, run_name: str = "",
+              settings: dict[str, Any] | None = None, rights_confirmed: bool = False,
+              request: gr.Request = None) -> str:
+        """Start or queue a run; ``settings`` holds only what differs from the use case's preset."""
+        owner = owner_of(request)
+        if use_case == "dreambooth" and not rights_confirmed:
+            raise FormError(f"Tick “{RIGHTS_LABEL}” before training DreamBooth on photos of people.")
+        overrides = set_values(settings)
+        eta = estimate(resolve_settings(use_case, overrides), profile)  # refuses a bad use case or value early
+        clean_run_name(run_name, use_case)  # before a ZIP is extracted for nothing
+        data = dataset_folder(manager, owner, data_dir, dataset_zip, run_name or "")
+        status = manager.status(manager.submit(use_case, run_name, data, overrides, owner, profile))
+        verb = "Queued" if status.state == "queued" else "Started"
+        return f"{verb} **{status.id}** ({eta}). Follow it in the Runs tab."
+
+    def estimate_text(use_case: str, *values: Any) -> str:
+        """The estimate line; a bad value shows its sentence here instead of a popup on every keystroke."""
+        try:
+            overrides = set_values(changed_settings(use_case, dict(zip(FORM_FIELDS, values))))
+            return f"Estimate ({profile} profile, rough): {estimate(resolve_settings(use_case, overrides), profile)}"
+        except ValueError as err:
+            return str(err)
+
+    return collect, train, estimate_text
+
+
+def _float_step(default: float) -> float:
+    """An arrow step one decade below the default, so 1e-4 moves by 1e-5 and 24 by 1."""
+    return 10.0 ** (math.floor(math.log10(abs(default))) - 1) if default else 0.01
+
+
+def widget(key: str, settings: LoraSettings) -> gr.components.Component:
+    """The form widget for one setting, chosen by the field's type."""
+    kind, value = field_types()[key], to_widget(key, getattr(settings, key))
+    common = dict(label=label(key), info=HINTS.get(key), elem_id=f"train-{key}")
+    if kind is bool:
+        return gr.Checkbox(value=value, **common)
+    if kind is int:
+        return gr.Number(value=value, precision=0, **common)
+    if kind is float:
+        return gr.Number(value=value, step=_float_step(getattr(LoraSettings(), key)), **common)
+    if kind == list[str]:
+        return gr.Textbox(value=value, lines=2, **{**common, "info": HINTS.get(key, "one per line")})
+    return gr.Textbox(value=value, **common)
+
+
+def build(manager: RunManager, runtime: Runtime) -> None:
+    """Lay out the tab inside the current Blocks."""
+    profile = runtime.profile.name
+    collect, train, estimate_text = make_handlers(manager, profile)
+    initial = resolve_settings(USE_CASES[0])
+    with gr.Tab("Train"):
+        with gr.Row():
+            with gr.Column():
+                use_case = gr.Radio(list(USE_CASES), value=USE_CASES[0], label="Use case", elem_id="train-use-case")
+                data_dir = gr.Textbox(label="Dataset folder on the server", placeholder="/data/my-images")
+                dataset_zip = gr.File(label="…or a ZIP of images", file_types=[".zip"], type="filepath")
+                run_name = gr.Textbox(label="Run name", elem_id="train-run-name",
+                                      placeholder="letters, digits, - and _ (empty: use case + date)")
+                rights = gr.Checkbox(label=RIGHTS_LABEL, info="Required for DreamBooth (photos of people).")
+                eta = gr.Markdown(estimate_text(USE_CASES[0], *preset_form(USE_CASES[0])))
+                start = gr.Button("Start", variant="primary", elem_id="train-start")
+                message = gr.Markdown(elem_id="train-message")
+            with gr.Column():
+                form = {key: widget(key, initial) for key in MAIN_FIELDS}
+                with gr.Accordion("Advanced", open=False):
+                    form.update({key: widget(key, initial) for key in FORM_FIELDS[len(MAIN_FIELDS):]})
+        changes = gr.JSON(value={}, visible=False)  # what `collect` hands to `train`; API callers fill it
+        values = [form[key] for key in FORM_FIELDS]
+        use_case.change(preset_form, use_case, values, api_visibility="private", queue=False).then(
+            estimate_text, [use_case, *values], eta, api_visibility="private", queue=False)
+        gr.on([form[key].input for key in ESTIMATE_FIELDS], estimate_text, [use_case, *values], eta,
+              api_visibility="private", queue=False)
+        start.click(collect, [use_case, *values], changes, api_visibility="private", queue=False).success(
+            train, [use_case, data_dir, dataset_zip, run_name, changes, rights], message, api_name="train")
