@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from diffusers import StableDiffusionPipeline
-from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
+from diffusers.utils import convert_state_dict_to_kohya
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import save_file
@@ -73,16 +73,22 @@ def export(pipe: StableDiffusionPipeline, s: LoraSettings, folder: Path, name: s
     folder.mkdir(parents=True, exist_ok=True)
     state = lora_state(pipe, s)
     text_encoder = state.get("text_encoder")
+    # PEFT keys as they are: diffusers' older key format covers attention only, and a mix of both formats
+    # loads without the attention LoRA (seed 001 also adapts proj_in/out and the resnet convs).
     StableDiffusionPipeline.save_lora_weights(
-        folder, unet_lora_layers=convert_state_dict_to_diffusers(state["unet"]),
-        text_encoder_lora_layers=convert_state_dict_to_diffusers(text_encoder) if text_encoder else None,
-        unet_lora_adapter_metadata=pipe.unet.peft_config["default"].to_dict(),
-        text_encoder_lora_adapter_metadata=(pipe.text_encoder.peft_config["default"].to_dict()
-                                            if text_encoder else None),
+        folder, unet_lora_layers=state["unet"], text_encoder_lora_layers=text_encoder,
+        unet_lora_adapter_metadata=_inference_config(pipe.unet),
+        text_encoder_lora_adapter_metadata=_inference_config(pipe.text_encoder) if text_encoder else None,
         safe_serialization=True)
     kohya_path = folder / f"{name}.safetensors"
     save_file(kohya_state(state, s), kohya_path, metadata=kohya_metadata(s, header))
     return folder / DIFFUSERS_WEIGHTS, kohya_path
+
+
+def _inference_config(model: torch.nn.Module) -> dict[str, Any]:
+    """The adapter config to ship, without dropout: diffusers adds adapters in training mode, so a saved
+    dropout would make every image generated with the LoRA random."""
+    return {**model.peft_config["default"].to_dict(), "lora_dropout": 0.0}
 
 
 def kohya_state(state: dict[str, dict[str, torch.Tensor]], s: LoraSettings) -> dict[str, torch.Tensor]:
