@@ -162,8 +162,9 @@ def test_bad_command_lines(args, words, tmp_path, capsys):
 
 
 def test_two_processes_keep_identical_weights(toy_dataset, tmp_path):
-    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.lora")
+    # torchrun starts the ranks; accelerate sees WORLD_SIZE=2 and uses gloo on the CPU
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "training.lora")
     proc = train_process(toy_dataset, tmp_path / "ddp", launcher=launcher, steps=4)
     assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
     report = json.loads((tmp_path / "ddp" / "report.json").read_text())

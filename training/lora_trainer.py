@@ -42,7 +42,9 @@ def run(s: LoraSettings, data: Path, output: Path, profile: str, resume: str | N
     from accelerate.utils import ProjectConfiguration
 
     project = ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "tensorboard"))
-    accelerator = Accelerator(mixed_precision=_mixed_precision(s), log_with="tensorboard", project_config=project)
+    # cpu=True lets accelerate see a torchrun/MPI launch without GPUs as multi-CPU (gloo) training
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(s),
+                              log_with="tensorboard", project_config=project)
     folder = RunFolder(output, accelerator.is_main_process)
     handler = folder.attach_log()
     try:
@@ -403,12 +405,16 @@ class LoraRun:
         return (gathered - gathered[0]).abs().max().item()
 
     def _finish(self, p: Progress, start_step: int, seconds: float, stopped_early: bool) -> None:
-        acc, folder = self.acc, self.folder
         rank_difference = self._rank_weight_difference()
-        acc.end_training()
-        acc.wait_for_everyone()
-        if not acc.is_main_process:
-            return
+        if self.acc.is_main_process:
+            self._write_outputs(p, start_step, seconds, stopped_early, rank_difference)
+        self.acc.wait_for_everyone()
+        self.acc.end_training()  # closes the trackers and the process group: no collective after this
+
+    def _write_outputs(self, p: Progress, start_step: int, seconds: float, stopped_early: bool,
+                       rank_difference: float) -> None:
+        """Final samples, the exported LoRA, loss.png, report.json and the "done" event (rank 0)."""
+        acc, folder = self.acc, self.folder
         log.info("LoRA weights across %d rank(s): largest difference %.3g", acc.num_processes, rank_difference)
         self._sample(p.step)
         diffusers_file, kohya_file = export(self.pipe, self.s, folder.final, folder.root.name, self._header(p.step))
