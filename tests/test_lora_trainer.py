@@ -169,3 +169,36 @@ def test_two_processes_keep_identical_weights(toy_dataset, tmp_path):
     assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
     report = json.loads((tmp_path / "ddp" / "report.json").read_text())
     assert report["world_size"] == 2 and report["rank_weight_difference"] == 0.0
+
+
+def test_early_stopping_and_the_latent_cache_reused_across_runs(toy_dataset, tmp_path, trained_run):
+    out = train(toy_dataset, tmp_path / "early", "--set", "validation_steps=2", "--set", "early_stopping_patience=1",
+                "--set", "early_stopping_min_delta=10", steps=20)
+    report = json.loads((out / "report.json").read_text())
+    assert report["stopped_early"] and report["steps"] == 4  # the first validation sets the best, the second stops
+    assert (out / "best" / "pytorch_lora_weights.safetensors").exists()
+    assert "11 images, 11 from the cache" in (out / "train.log").read_text()  # encoded by trained_run
+
+
+def test_min_snr_and_noise_offset_change_the_loss(toy_dataset, tmp_path):
+    from accelerate import Accelerator
+
+    from training.lora_batches import generator
+    from training.lora_settings import resolve_settings
+    from training.lora_trainer import LoraRun
+    from training.run_folder import RunFolder
+
+    run = LoraRun(resolve_settings("fashion", {"dropout": 0.0}), toy_dataset, RunFolder(tmp_path), "tiny",
+                  Accelerator(cpu=True))
+    latents, captions = run.latents[:4], [e.caption for e in run.train_set[:4]]
+
+    def loss(**changes):
+        for key, value in changes.items():
+            setattr(run.s, key, value)
+        with torch.no_grad():
+            return run._denoising_loss(latents, captions, generator(5)).tolist()
+
+    plain = loss(snr_gamma=0.0, noise_offset=0.0)
+    assert loss(snr_gamma=0.0, noise_offset=0.0) == plain
+    assert loss(snr_gamma=0.1) != plain  # a small gamma so that the sampled timesteps are affected
+    assert loss(snr_gamma=0.0, noise_offset=0.1) != plain

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
+
+from training.latents import open_rgb, square_tensor
 
 log = logging.getLogger(__name__)
 FACE_MARGIN = 2.2  # crop side as a multiple of the face box: head, hair and some shoulders
@@ -28,14 +30,11 @@ def face_box(image: Image.Image, detector) -> tuple[int, int, int, int] | None:
 def face_crop_transform(detector):
     """A (path, size) → pixel-tensor transform like ``latents.load_square`` that centres the face."""
     def face_crop(path: Path, size: int) -> torch.Tensor:
-        with Image.open(path) as im:
-            image = ImageOps.exif_transpose(im).convert("RGB")
+        image = open_rgb(path)
         box = face_box(image, detector)
         if box is None:
             log.warning("%s: not exactly one face found; using a centre crop", Path(path).name)
         else:
             image = image.crop(box)
-        image = ImageOps.fit(image, (size, size), Image.Resampling.LANCZOS)
-        array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
-        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        return square_tensor(image, size)
     return face_crop

@@ -14,13 +14,22 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 
-def load_square(path: Path, size: int) -> torch.Tensor:
-    """An RGB image resized (shorter side) and centre-cropped to size×size, as a (3, size, size) tensor in [-1, 1]."""
+def open_rgb(path: Path) -> Image.Image:
+    """An image file as RGB, EXIF rotation applied."""
     with Image.open(path) as im:
-        image = ImageOps.exif_transpose(im).convert("RGB")
+        return ImageOps.exif_transpose(im).convert("RGB")
+
+
+def square_tensor(image: Image.Image, size: int) -> torch.Tensor:
+    """Resize (shorter side) and centre-crop to size×size; a (3, size, size) tensor in [-1, 1]."""
     image = ImageOps.fit(image, (size, size), Image.Resampling.LANCZOS)
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def load_square(path: Path, size: int) -> torch.Tensor:
+    """The training transform: the whole image, centre-cropped to a square."""
+    return square_tensor(open_rgb(path), size)
 
 
 def vae_id(vae: torch.nn.Module) -> str:

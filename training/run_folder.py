@@ -36,6 +36,8 @@ class RunFolder:
         handler = logging.FileHandler(self.root / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger().addHandler(handler)
+        for name in ("training", "pipelines"):  # the log is the run's record even when the root logger is quieter
+            logging.getLogger(name).setLevel(logging.INFO)
         return handler
 
     def write_config(self, values: dict[str, Any]) -> None:
