@@ -36,11 +36,11 @@ def tiny_runtime(_cache_dir):
 
 
 @pytest.fixture(scope="session")
-def served_app(tiny_runtime):
+def served_app(tiny_runtime, tmp_path_factory):
     """The whole hub launched in-process on a free port; yields its URL."""
     from app import build_app
 
-    demo = build_app(tiny_runtime)
+    demo = build_app(tiny_runtime, runs_root=tmp_path_factory.mktemp("runs"))
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
