@@ -73,7 +73,7 @@ def build_app(runtime: Runtime, runs_root: Path | None = None, shared_runs: bool
     """The whole hub as one gr.Blocks; training runs live under ``runs_root`` (default: $ATELIER_RUNS or runs/)."""
     import gradio as gr
 
-    from tabs import generate, runs, status, train
+    from tabs import datasets, generate, runs, status, train
     from training.launcher import RunManager
 
     manager = RunManager(runs_root or default_runs_root())
@@ -81,6 +81,7 @@ def build_app(runtime: Runtime, runs_root: Path | None = None, shared_runs: bool
         status.banner(runtime)
         generate.build(runtime)
         train.build(manager, runtime)
+        datasets.build(manager, runtime)
         runs.build(manager, shared_runs)
         status.build(runtime)
     return demo

@@ -13,8 +13,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from tabs.common import user_errors
-from tabs.train import owner_of
+from tabs.common import owner_of, user_errors
 from training.launcher import RunManager, RunStatus, read_events, tail_text
 
 POLL_SECONDS = 2

@@ -5,10 +5,8 @@ tab reads the run folder back.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import re
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -17,10 +15,10 @@ from typing import Any
 import gradio as gr
 
 from pipelines.runtime import Runtime
-from tabs.common import user_errors
+from tabs.common import owner_of, slug, uploads_root, user_errors
 from training.launcher import USE_CASES, RunManager, clean_run_name, estimate
 from training.lora_settings import LoraSettings, coerce, field_types, resolve_settings
-from training.safe_zip import safe_extract_zip
+from training.safe_zip import safe_extract_zip, single_top_folder
 
 # Shown above the fold; every other setting sits in the "Advanced" accordion, in the dataclass's order.
 MAIN_FIELDS = ("max_steps", "learning_rate", "rank", "alpha", "resolution", "trigger_word", "validation_prompts",
@@ -35,16 +33,10 @@ HINTS = {
     "class_prompt": "DreamBooth: the subject's class, for prior preservation",
 }
 RIGHTS_LABEL = "I have the right to use these images"
-LOCAL_OWNER = "local"
 
 
 class FormError(ValueError):
     """A Train form value is refused; the message says which and why."""
-
-
-def owner_of(request: gr.Request | None) -> str:
-    """The signed-in user's name, or "local" when the server runs without a login."""
-    return getattr(request, "username", None) or LOCAL_OWNER
 
 
 def label(key: str) -> str:
@@ -87,22 +79,6 @@ def set_values(settings: dict[str, Any] | None) -> dict[str, str]:
             value = json.dumps(value)  # a JSON list keeps commas inside items (e.g. validation prompts)
         out[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return out
-
-
-def slug(text: str) -> str:
-    """A folder name made from any text that cannot climb out of its parent; different texts stay apart."""
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", text) or "_"
-    return safe if safe == text else f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
-
-
-def uploads_root(manager: RunManager) -> Path:
-    return manager.runs_root.parent / "uploads"
-
-
-def single_top_folder(folder: Path) -> Path:
-    """The one folder a ZIP wrapped everything in (ignoring macOS's ``__MACOSX``), else ``folder`` itself."""
-    entries = [p for p in folder.iterdir() if p.name != "__MACOSX"]
-    return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
 
 
 def dataset_folder(manager: RunManager, owner: str, data_dir: str, dataset_zip: str | None,

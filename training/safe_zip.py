@@ -65,3 +65,9 @@ def safe_extract_zip(zip_path: str | Path, dest: str | Path, max_bytes: int = DE
                 raise UnsafeZipError(f"Could not extract {name}: member {info.filename!r} is damaged "
                                      f"({err}).") from None
     return dest
+
+
+def single_top_folder(folder: Path) -> Path:
+    """The one folder a ZIP wrapped everything in (ignoring macOS's ``__MACOSX``), else ``folder`` itself."""
+    entries = [p for p in Path(folder).iterdir() if p.name != "__MACOSX"]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else Path(folder)

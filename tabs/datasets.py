@@ -1,0 +1,221 @@
+"""The Datasets tab: upload a folder or ZIP, prepare it for a use case (API name ``prepare``), review the report,
+edit captions and save them (API name ``save_captions``).
+
+The work is done by ``training.prepare_*``, the code behind ``python -m training.prepare``. Uploads and results
+live under ``uploads/<owner>/datasets/``; a result folder is what the Train tab's "Dataset folder" field takes.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from pipelines.captioning import runtime_captioner
+from pipelines.gpu import GPU_CONCURRENCY_ID, on_gpu
+from pipelines.runtime import Runtime
+from tabs.common import owner_of, slug, uploads_root, user_errors
+from training.captions_io import CaptionFileError, read_metadata, update_captions
+from training.dedupe import DEFAULT_MAX_DISTANCE
+from training.launcher import USE_CASES, RunManager
+from training.prepare_fashion import FashionOptions, prepare_fashion
+from training.prepare_ghibli import DEFAULT_STYLE_SUFFIX, GhibliOptions, prepare_ghibli
+from training.prepare_portraits import PortraitOptions, face_detector, prepare_dreambooth
+from training.prepare_report import Report
+from training.safe_zip import safe_extract_zip, single_top_folder
+
+REPORT_HEADERS = ["file", "status", "reason"]
+CAPTION_HEADERS = ["file_name", "text"]
+GALLERY_LIMIT = 60  # thumbnails shown; the caption table lists every image
+THUMBNAIL = 192
+RIGHTS_LABEL = "I have the right to use these photos"
+
+
+class DatasetFormError(ValueError):
+    """A Datasets form value is refused; the message says which and why."""
+
+
+def datasets_root(manager: RunManager, owner: str) -> Path:
+    """The owner's prepared datasets: uploads/<owner>/datasets/."""
+    return uploads_root(manager) / slug(owner) / "datasets"
+
+
+def stage_upload(files: list[str] | None, zip_file: str | None, work: Path) -> Path:
+    """The uploaded images as a folder under ``work``: the ZIP extracted safely, or the files copied.
+
+    A browser folder upload arrives as a flat list (the sub-folders are lost); files that share a name go to
+    numbered sub-folders, so a caption naming just "a.jpg" is reported as ambiguous instead of guessed.
+    """
+    if files and zip_file:
+        raise DatasetFormError("Upload either a folder or a ZIP, not both.")
+    if not files and not zip_file:
+        raise DatasetFormError("Upload a folder of images or a ZIP first.")
+    dest = work / "input"
+    if zip_file:
+        return single_top_folder(safe_extract_zip(zip_file, dest))
+    names = Counter(Path(f).name for f in files)
+    seen: Counter[str] = Counter()
+    for file in files:
+        name = Path(file).name
+        seen[name] += 1
+        target = dest / f"same-name-{seen[name]}" / name if names[name] > 1 else dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, target)
+    return dest
+
+
+def owned_dataset(manager: RunManager, owner: str, folder: str) -> Path:
+    """``folder`` resolved, refused unless it is one of the owner's prepared datasets."""
+    path = Path(folder or "").expanduser().resolve()
+    if not folder or not path.is_relative_to(datasets_root(manager, owner).resolve()) \
+            or not (path / "metadata.jsonl").is_file():
+        raise DatasetFormError("That folder is not one of your prepared datasets; run Prepare first.")
+    return path
+
+
+def caption_rows(folder: Path) -> list[list[str]]:
+    return [[name, text] for name, text in read_metadata(folder)]
+
+
+def gallery(folder: Path) -> list[tuple[Image.Image, str]]:
+    """Thumbnails with their captions, the first GALLERY_LIMIT images."""
+    items = []
+    for name, text in read_metadata(folder)[:GALLERY_LIMIT]:
+        with Image.open(folder / name) as im:
+            thumb = im.convert("RGB")
+            thumb.thumbnail((THUMBNAIL, THUMBNAIL))
+        items.append((thumb, f"{name}: {text}"))
+    return items
+
+
+def table_rows(table: Any) -> list[list[str]]:
+    """The caption editor's value as [[file_name, text], ...] (a DataFrame, a list, or the API's dict)."""
+    if isinstance(table, dict):
+        table = table.get("data", [])
+    if hasattr(table, "values") and hasattr(table, "columns"):
+        table = table.values.tolist()
+    return [[str(cell) if cell is not None else "" for cell in row[:2]] for row in (table or []) if row and row[0]]
+
+
+def make_handlers(manager: RunManager, runtime: Runtime):
+    """The tab's plain handlers: (prepare, save_captions)."""
+
+    def run(use_case: str, source: Path, out: Path, captions_file: str | None, values: dict[str, Any]) -> Report:
+        """Build the use case's options from the form and run its preparation."""
+        if use_case == "fashion":
+            return prepare_fashion(FashionOptions(
+                images=source, out=out, captions=Path(captions_file) if captions_file else None,
+                min_size=int(values["min_size"]), min_caption=int(values["min_caption"]),
+                sample=int(values["sample"]), seed=int(values["seed"])))
+        if use_case == "ghibli":
+            deny = tuple(w.strip() for w in (values["deny_words"] or "").splitlines() if w.strip())
+            options = GhibliOptions(images=source, out=out, size=int(values["size"]),
+                                    phash_distance=int(values["phash_distance"]), caption=bool(values["caption"]),
+                                    style_suffix=values["style_suffix"] or "", extra_deny=deny,
+                                    drop_text=bool(values["drop_text"]))
+            return prepare_ghibli(options, runtime_captioner(runtime) if options.caption else None)
+        return prepare_dreambooth(PortraitOptions(images=source, out=out, crop_face=bool(values["crop_face"]),
+                                                  size=int(values["size"])), face_detector(runtime))
+
+    @user_errors
+    @on_gpu
+    def prepare(use_case: str, files: list[str] | None = None, zip_file: str | None = None,
+                captions_file: str | None = None, min_size: int = 256, min_caption: int = 10, sample: int = 10_000,
+                seed: int = 0, size: int = 512, phash_distance: int = DEFAULT_MAX_DISTANCE, caption: bool = True,
+                style_suffix: str = DEFAULT_STYLE_SUFFIX, deny_words: str = "", drop_text: bool = False,
+                crop_face: bool = False, rights_confirmed: bool = False, request: gr.Request = None,
+                progress=gr.Progress(track_tqdm=True)):
+        """Prepare the upload; returns (summary, report rows, gallery, caption rows, dataset folder)."""
+        if use_case not in USE_CASES:
+            raise DatasetFormError(f"Unknown use case {use_case!r}; choose one of: {', '.join(USE_CASES)}.")
+        if use_case == "dreambooth" and not rights_confirmed:
+            raise DatasetFormError(f"Tick “{RIGHTS_LABEL}” before preparing photos of people.")
+        root = datasets_root(manager, owner_of(request))
+        root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{use_case}-", dir=root))
+        values = dict(min_size=min_size, min_caption=min_caption, sample=sample, seed=seed, size=size,
+                      phash_distance=phash_distance, caption=caption, style_suffix=style_suffix,
+                      deny_words=deny_words, drop_text=drop_text, crop_face=crop_face)
+        try:
+            out = work / "dataset"
+            report = run(use_case, stage_upload(files, zip_file, work), out, captions_file, values)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)  # nothing half-written stays behind
+            raise
+        finally:
+            shutil.rmtree(work / "input", ignore_errors=True)
+        summary = (f"**{report.summary()}**\n\nDataset folder: `{out}` (use it as the Train tab's dataset folder; "
+                   "report.md and report.json are inside).")
+        return summary, report.rows(), gallery(out), caption_rows(out), str(out)
+
+    @user_errors
+    def save_captions(folder: str, table: Any, request: gr.Request = None) -> str:
+        """Write edited captions back to metadata.jsonl and the dataset's other caption files."""
+        path = owned_dataset(manager, owner_of(request), folder)
+        current = dict(read_metadata(path))
+        for name, _ in (rows := table_rows(table)):
+            if name not in current:
+                raise DatasetFormError(f"{name} is not an image of this dataset; edit captions, not file names.")
+        try:
+            written = update_captions(path, {**current, **{name: " ".join(text.split()) for name, text in rows}})
+        except CaptionFileError as err:
+            raise DatasetFormError(str(err)) from None
+        return f"Saved the captions of {len(current)} images to {', '.join(p.name for p in written)}."
+
+    return prepare, save_captions
+
+
+def build(manager: RunManager, runtime: Runtime) -> None:
+    """Lay out the tab inside the current Blocks."""
+    prepare, save_captions = make_handlers(manager, runtime)
+    with gr.Tab("Datasets"):
+        with gr.Row():
+            with gr.Column():
+                use_case = gr.Radio(list(USE_CASES), value=USE_CASES[0], label="Use case", elem_id="data-use-case")
+                files = gr.File(label="A folder of images", file_count="directory", type="filepath")
+                zip_file = gr.File(label="…or a ZIP", file_types=[".zip"], type="filepath")
+                with gr.Group(visible=True) as fashion_box:
+                    captions_file = gr.File(label="Captions (JSON, CSV or metadata.jsonl; else the one in the upload)",
+                                            file_types=[".json", ".jsonl", ".csv"], type="filepath")
+                    with gr.Row():
+                        min_size = gr.Number(256, precision=0, label="Min size (px)")
+                        min_caption = gr.Number(10, precision=0, label="Min caption (characters)")
+                        sample = gr.Number(10_000, precision=0, label="Sample")
+                        seed = gr.Number(0, precision=0, label="Seed")
+                with gr.Group(visible=False) as ghibli_box:
+                    with gr.Row():
+                        phash = gr.Slider(0, 16, value=DEFAULT_MAX_DISTANCE, step=1, label="Duplicate distance (bits)")
+                        drop_text = gr.Checkbox(label="Drop images with text (else flagged)")
+                    caption = gr.Checkbox(label="Caption with BLIP", value=True)
+                    style_suffix = gr.Textbox(DEFAULT_STYLE_SUFFIX, label="Style suffix")
+                    deny_words = gr.Textbox("", label="Names to remove from captions", lines=2,
+                                            placeholder="one per line, e.g. Totoro")
+                with gr.Group(visible=False) as dreambooth_box:
+                    crop_face = gr.Checkbox(label="Crop a square around the face")
+                    rights = gr.Checkbox(label=RIGHTS_LABEL)
+                size = gr.Number(512, precision=0, label="Output size (Ghibli, DreamBooth)")
+                with gr.Row():
+                    go = gr.Button("Prepare", variant="primary", elem_id="data-prepare")
+                    stop = gr.Button("Stop")
+                summary = gr.Markdown(elem_id="data-summary")
+            with gr.Column():
+                report = gr.Dataframe(headers=REPORT_HEADERS, label="Report", interactive=False, wrap=True,
+                                      column_widths=["22%", "16%", "62%"])
+                images = gr.Gallery(label="Images (first 60)", columns=5, height=320)
+                captions = gr.Dataframe(headers=CAPTION_HEADERS, label="Captions (edit, then Save)", type="array",
+                                        interactive=True, static_columns=[0], wrap=True, elem_id="data-captions")
+                folder = gr.Textbox(label="Dataset folder", interactive=False, elem_id="data-folder")
+                save = gr.Button("Save captions")
+                saved = gr.Markdown()
+        use_case.change(lambda u: [gr.update(visible=u == name) for name in USE_CASES], use_case,
+                        [fashion_box, ghibli_box, dreambooth_box], api_visibility="private", queue=False)
+        inputs = [use_case, files, zip_file, captions_file, min_size, min_caption, sample, seed, size, phash, caption,
+                  style_suffix, deny_words, drop_text, crop_face, rights]
+        running = go.click(prepare, inputs, [summary, report, images, captions, folder], api_name="prepare",
+                           concurrency_id=GPU_CONCURRENCY_ID, concurrency_limit=1)
+        stop.click(None, cancels=[running], api_visibility="private", queue=False)
+        save.click(save_captions, [folder, captions], saved, api_name="save_captions")

@@ -1,0 +1,119 @@
+"""The Datasets tab's handlers, called as plain functions: uploads, the three use cases, the caption editor."""
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+from tabs import datasets
+from tests.prepare_images import photo, save
+from training.launcher import RunManager
+
+MALLORY = SimpleNamespace(username="mallory")
+
+
+@pytest.fixture
+def tab(tmp_path, tiny_runtime):
+    manager = RunManager(tmp_path / "runs", max_active=0, poll_seconds=None)
+    prepare, save_captions = datasets.make_handlers(manager, tiny_runtime)
+    yield SimpleNamespace(prepare=prepare, save=save_captions, manager=manager,
+                          root=tmp_path / "uploads" / "local" / "datasets")
+    manager.close()
+
+
+def test_endpoints(tmp_path, tiny_runtime):
+    with gr.Blocks() as demo:
+        datasets.build(RunManager(tmp_path / "runs", max_active=0, poll_seconds=None), tiny_runtime)
+    endpoints = demo.get_api_info()["named_endpoints"]
+    assert [p["parameter_name"] for p in endpoints["/prepare"]["parameters"]] == [
+        "use_case", "files", "zip_file", "captions_file", "min_size", "min_caption", "sample", "seed", "size",
+        "phash_distance", "caption", "style_suffix", "deny_words", "drop_text", "crop_face", "rights_confirmed"]
+    assert [p["parameter_name"] for p in endpoints["/save_captions"]["parameters"]] == ["folder", "table"]
+
+
+def test_fashion_folder_upload_then_edit_captions(tab, tmp_path):
+    # A browser folder upload: a flat list of files, two of them with the same name from different folders.
+    names = ["a.png", "a.png", "b.png", "c.png"]
+    files = [save(photo(i), tmp_path / "browser" / f"{i}" / name) for i, name in enumerate(names)]
+    captions = tmp_path / "browser" / "captions.json"
+    captions.write_text(json.dumps({"a.png": "a red circle dress", "b.png": "a blue square coat",
+                                    "c.png": "a green triangle hat"}))
+    summary, report, gallery, rows, folder = tab.prepare("fashion", [str(f) for f in files] + [str(captions)])
+    assert summary.startswith("**fashion: kept 2, dropped 3 (2 no caption, 1 ambiguous)") and folder in summary
+    assert Path(folder).parent.parent == tab.root and not (Path(folder).parent / "input").exists()
+    assert "a.png matches 2 images (same-name-1/a.png, same-name-2/a.png)" in report[0][2]
+    assert [r[1] for r in report] == ["dropped"] * 3 + ["kept"] * 2
+    assert rows == [["b.png", "a blue square coat"], ["c.png", "a green triangle hat"]]
+    assert [caption for _, caption in gallery] == ["b.png: a blue square coat", "c.png: a green triangle hat"]
+
+    edited = [["b.png", "a blue square coat,\n edited"], rows[1]]
+    message = tab.save(folder, {"headers": ["file_name", "text"], "data": edited})
+    assert message == "Saved the captions of 2 images to metadata.jsonl, fashion_data.csv."
+    first = json.loads((Path(folder) / "metadata.jsonl").read_text().splitlines()[0])
+    assert first == {"file_name": "b.png", "text": "a blue square coat, edited"}
+    with (Path(folder) / "fashion_data.csv").open(newline="") as f:
+        assert next(csv.DictReader(f))["text"] == "a blue square coat, edited"
+
+    with pytest.raises(gr.Error, match="not an image of this dataset"):
+        tab.save(folder, [["../../secret.png", "x"]])
+    with pytest.raises(gr.Error, match="not one of your prepared datasets"):
+        tab.save(folder, rows, MALLORY)
+    with pytest.raises(gr.Error, match="not one of your prepared datasets"):
+        tab.save(str(tmp_path), rows)
+
+
+def test_ghibli_zip_with_tiny_blip(tab, tmp_path):
+    archive = tmp_path / "stills.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i, color in enumerate(["red", "blue", "green"]):
+            z.write(save(photo(i, color=color, shape="circle"), tmp_path / f"{i}.png"), f"stills/{i}.png")
+    summary, report, gallery, rows, folder = tab.prepare("ghibli", None, str(archive), size=64,
+                                                         style_suffix="in toy style", deny_words="Totoro\n")
+    assert summary.startswith("**ghibli: kept 3, dropped 0")
+    assert all(text.endswith("in toy style") for _, text in rows)
+    with (Path(folder) / "captions.csv").open(newline="") as f:
+        assert next(csv.reader(f)) == ["image", "text"]
+    assert all(isinstance(image, Image.Image) for image, _ in gallery)
+
+
+def error(fn, *args, **kwargs) -> str:
+    with pytest.raises(gr.Error) as info:
+        fn(*args, **kwargs)
+    return info.value.message
+
+
+def test_errors_are_one_sentence_and_leave_nothing(tab, tmp_path):
+    blank = [str(save(Image.new("RGB", (300, 300), "white"), tmp_path / f"{i}.png")) for i in range(3)]
+    assert error(tab.prepare, "ghibli", blank[:1], str(tmp_path / "x.zip")) == \
+        "Upload either a folder or a ZIP, not both."
+    assert error(tab.prepare, "ghibli") == "Upload a folder of images or a ZIP first."
+    assert error(tab.prepare, "dreambooth", blank) == \
+        "Tick “I have the right to use these photos” before preparing photos of people."
+    assert error(tab.prepare, "dreambooth", blank, crop_face=True, rights_confirmed=True).startswith(
+        "Only 0 of 3 photos are usable; DreamBooth needs at least 5. Not usable: 0.png: no face found")
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    assert error(tab.prepare, "ghibli", None, str(tmp_path / "bad.zip")) == "bad.zip is not a readable ZIP file."
+    assert list(tab.root.iterdir()) == []
+
+
+def test_prepare_over_the_api(served_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    archive = tmp_path / "stills.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i in range(2):
+            z.write(save(photo(i, shape="square", color=["red", "blue"][i]), tmp_path / f"{i}.png"), f"{i}.png")
+    client = Client(served_app, verbose=False)
+    summary, report, gallery, rows, folder = client.predict(
+        "ghibli", zip_file=handle_file(str(archive)), size=64, caption=False, api_name="/prepare")
+    assert summary.startswith("**ghibli: kept 2") and len(gallery) == 2
+    assert rows["data"] == [["0.png", "in Ghibli style"], ["1.png", "in Ghibli style"]]
+    assert client.predict(folder, {"headers": ["file_name", "text"], "data": [["0.png", "a red square"]]},
+                          api_name="/save_captions") == "Saved the captions of 2 images to metadata.jsonl, " \
+                                                        "captions.txt, captions.csv."
