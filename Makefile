@@ -35,6 +35,8 @@ test: $(VENV)/.installed-dev chromium
 bench: $(VENV)/.installed-dev
 	$(PY) bench/startup.py
 	$(PY) bench/toy_quality.py
+	OMP_NUM_THREADS=1 $(PY) bench/anime_speed.py
+	$(PY) bench/gpu_anime.py
 
 # Rebuild the embedded toy model (about an hour on 2 CPU cores).
 toy: $(VENV)/.installed

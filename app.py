@@ -74,15 +74,21 @@ def build_app(runtime: Runtime, runs_root: Path | None = None, shared_runs: bool
     import gradio as gr
 
     from tabs import datasets, generate, runs, status, train
+    from tabs import anime
+    from tabs import compare, history, share
     from training.launcher import RunManager
 
     manager = RunManager(runs_root or default_runs_root())
     with gr.Blocks(title="Atelier") as demo:
         status.banner(runtime)
-        generate.build(runtime)
+        generate.build(runtime, manager)
+        compare.build(runtime, manager)
+        history.build(manager)
         train.build(manager, runtime)
+        anime.build(manager, runtime)
         datasets.build(manager, runtime)
         runs.build(manager, shared_runs)
+        share.build(manager)
         status.build(runtime)
     return demo
 

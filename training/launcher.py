@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINER_MODULE = "training.lora"
-USE_CASES = ("fashion", "ghibli", "dreambooth")
+USE_CASES = ("fashion", "ghibli", "dreambooth")  # the LoRA presets
+# Use cases with a trainer of their own; their data folder holds what trainer_args passes on.
+TRAINER_MODULES = {"anime": "training.anime"}
+RUN_USE_CASES = USE_CASES + tuple(TRAINER_MODULES)
 PROFILES = ("tiny", "full")
 RUN_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")  # what may appear as a path part when looking a run up
@@ -85,8 +88,12 @@ def clean_run_name(run_name: str | None, use_case: str) -> str:
 def trainer_args(use_case: str, data_dir: Path, run_dir: Path, profile: str, max_steps: int | None,
                  overrides: dict[str, str]) -> list[str]:
     """The trainer's arguments after ``-m module`` (stored in request.json, so a restart can start it)."""
-    args = ["--preset", use_case, "--data", str(data_dir), "--output", str(run_dir), "--profile", profile]
-    if max_steps is not None:
+    if use_case == "anime":  # data_dir holds content/ and style/ (see tabs/anime.py)
+        args = ["--content", str(data_dir / "content"), "--style", str(data_dir / "style")]
+    else:
+        args = ["--preset", use_case, "--data", str(data_dir)]
+    args += ["--output", str(run_dir), "--profile", profile]
+    if max_steps is not None and use_case in USE_CASES:  # the anime trainer counts epochs (--set epochs=N)
         args += ["--max-steps", str(max_steps)]
     for key, value in overrides.items():
         args += ["--set", f"{key}={value}"]
@@ -95,7 +102,7 @@ def trainer_args(use_case: str, data_dir: Path, run_dir: Path, profile: str, max
 
 def build_command(python: str, request: dict[str, Any], module: str = TRAINER_MODULE) -> list[str]:
     """The full command line for a run's request (``--resume latest`` once the run was resumed)."""
-    command = [python, "-m", module, *request["args"]]
+    command = [python, "-m", request.get("module") or module, *request["args"]]
     if request.get("resume"):
         command += ["--resume", "latest"]
     return command
@@ -110,6 +117,17 @@ def estimate(settings: LoraSettings, profile: str) -> str:
     images *= 2 if settings.with_prior_preservation else 1  # class images double every batch
     minutes = max(1, round(settings.max_steps * per_step * images / REFERENCE_IMAGES_PER_STEP / 60))
     return f"~{settings.max_steps} steps, about {minutes} minute{'' if minutes == 1 else 's'}"
+
+
+def _anime_steps(data: Path, overrides: dict[str, str]) -> int:
+    """The anime trainer's optimiser steps (epochs x batches of content images), for the progress bar."""
+    from training.anime_data import splits
+    from training.anime_settings import resolve
+
+    settings = resolve(overrides)
+    train, _ = splits(data / "content", "content", settings.val_fraction)
+    splits(data / "style", "style", settings.val_fraction)
+    return settings.epochs * max(1, len(train) // settings.batch_size)
 
 
 def read_events(path: Path, tail_bytes: int | None = None) -> list[dict[str, Any]]:
@@ -234,8 +252,8 @@ class RunManager:
     def submit(self, use_case: str, run_name: str, data_dir: str | Path, overrides: dict[str, str],
                owner: str, profile: str, max_steps: int | None = None) -> Path:
         """Create the run folder and its request.json, then start it now or queue it; returns the folder."""
-        if use_case not in USE_CASES:
-            raise LaunchError(f"Unknown use case {use_case!r}; choose one of: {', '.join(USE_CASES)}.")
+        if use_case not in RUN_USE_CASES:
+            raise LaunchError(f"Unknown use case {use_case!r}; choose one of: {', '.join(RUN_USE_CASES)}.")
         if profile not in PROFILES:
             raise LaunchError(f"Unknown profile {profile!r}; use one of: {', '.join(PROFILES)}.")
         if not owner:
@@ -247,12 +265,17 @@ class RunManager:
         if max_steps is not None and max_steps < 1:
             raise LaunchError(f"Max steps must be at least 1, not {max_steps}.")
         overrides = {str(k): str(v) for k, v in overrides.items()}
-        settings = resolve_settings(use_case, overrides)  # a bad value is refused here, before any folder exists
+        # a bad value is refused here, before any folder exists
+        if use_case == "anime":
+            total = _anime_steps(data, overrides)
+        else:
+            total = resolve_settings(use_case, overrides).max_steps
         run_dir = self._make_run_dir(use_case, name)
         created = _now()
         _write_json(run_dir / "request.json", {
             "owner": owner, "use_case": use_case, "name": run_dir.name, "created": created, "queued_at": created,
-            "data": str(data), "profile": profile, "max_steps": max_steps or settings.max_steps,
+            "data": str(data), "profile": profile, "max_steps": max_steps or total,
+            "module": TRAINER_MODULES.get(use_case),
             "overrides": overrides, "args": trainer_args(use_case, data, run_dir, profile, max_steps, overrides),
             "resume": False,
         })
@@ -327,9 +350,9 @@ class RunManager:
         """
         use_case, sep, name = (run_id or "").strip().rpartition("/")
         missing = LaunchError(f"There is no run named {run_id!r} among your runs.")
-        if not SAFE_NAME.fullmatch(name) or (sep and use_case not in USE_CASES):
+        if not SAFE_NAME.fullmatch(name) or (sep and use_case not in RUN_USE_CASES):
             raise missing
-        folders = [self.runs_root / use_case / name] if sep else [self.runs_root / u / name for u in USE_CASES]
+        folders = [self.runs_root / use_case / name] if sep else [self.runs_root / u / name for u in RUN_USE_CASES]
         visible = [d for d in folders if (r := _read_json(d / "request.json")) and owner in (None, r.get("owner"))]
         if len(visible) > 1:
             raise LaunchError(f"Several of your runs are named {name!r}; give it as use_case/{name}.")

@@ -1,0 +1,168 @@
+"""The Anime tab (seed 002): Stylize a photo with a trained run's checkpoint (API ``stylize``) and Train a run.
+
+Training runs in its own process through RunManager (use case ``anime``); progress shows in the Runs tab.
+There is no shipped default model: nothing meaningful trains on a CPU in the time a build allows, so
+Stylize offers the checkpoints of the caller's own anime runs.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from pipelines.anime import STYLE_DIR, Stylizer, check_image, style_images
+from pipelines.runtime import Runtime
+from tabs.common import owner_of, slug, uploads_root, user_errors
+from tabs.train import dataset_folder
+from training.anime_settings import AnimeSettings, resolve
+from training.launcher import RunManager, clean_run_name
+
+USE_CASE = "anime"
+RIGHTS_LABEL = "I have the right to use these photos"
+FORM = ("epochs", "batch_size", "learning_rate", "style_loss", "lambda_content", "lambda_style", "lambda_tv",
+        "scheduler")
+NO_MODEL_NOTE = ("No model ships with Atelier: train one below (the tiny profile trains in seconds, a real "
+                 "model needs a GPU), then pick its checkpoint here.")
+
+
+class AnimeFormError(ValueError):
+    """An Anime tab value is refused; the message says which and why."""
+
+
+def run_checkpoints(manager: RunManager, owner: str) -> list[tuple[str, str]]:
+    """(label, path) of every checkpoint of the owner's anime runs, newest run first, final weights first."""
+    out = []
+    for status in manager.list_runs(owner):
+        if status.use_case != USE_CASE:
+            continue
+        run_dir = manager.find(status.id, owner)
+        final = run_dir / "final" / "model.safetensors"
+        steps = sorted(run_dir.glob("checkpoints/step-*/model.safetensors"),
+                       key=lambda p: int(p.parent.name[5:]), reverse=True)
+        out += [(f"{status.name} · {'final' if p == final else p.parent.name}", str(p))
+                for p in ([final] if final.is_file() else []) + steps]
+    return out
+
+
+def pair_folder(manager: RunManager, owner: str, content: Path, style: Path, run_name: str) -> Path:
+    """A folder holding ``content`` and ``style`` links, which is what the launcher passes to the trainer."""
+    mine = uploads_root(manager) / slug(owner)
+    mine.mkdir(parents=True, exist_ok=True)
+    pair = Path(tempfile.mkdtemp(prefix=f"{slug(run_name or USE_CASE)}-pair-", dir=mine))
+    (pair / "content").symlink_to(content.resolve(), target_is_directory=True)
+    (pair / "style").symlink_to(style.resolve(), target_is_directory=True)
+    return pair
+
+
+def make_handlers(manager: RunManager, runtime: Runtime):
+    """The tab's plain handlers: (choices, stylize, train)."""
+    stylizer = Stylizer(runtime)
+
+    def choices(request: gr.Request = None) -> dict[str, Any]:
+        """The checkpoint dropdown's choices for the caller."""
+        found = run_checkpoints(manager, owner_of(request))
+        return gr.update(choices=found, value=found[0][1] if found else None)
+
+    @user_errors
+    def stylize(checkpoint: str, content: str, style: str, alpha: float = 1.0, keep_colours: bool = False,
+                face_crop: bool = False, request: gr.Request = None):
+        """The content photo in the style image's look; returns (result, (content, result)) for the A/B slider."""
+        mine = {path for _, path in run_checkpoints(manager, owner_of(request))}
+        if checkpoint and checkpoint not in mine:
+            raise AnimeFormError(f"The checkpoint {checkpoint} is not one of your anime runs' checkpoints.")
+        result = stylizer(checkpoint, content, style, alpha, keep_colours, face_crop)
+        original = check_image(content, "content").resize(result.size)
+        return result, (original, result)
+
+    @user_errors
+    def train(content_dir: str = "", content_zip: str | None = None, style_dir: str = "",
+              style_zip: str | None = None, use_shipped_styles: bool = False, run_name: str = "",
+              settings: dict[str, Any] | None = None, rights_confirmed: bool = False,
+              request: gr.Request = None) -> str:
+        """Start or queue an anime run; ``settings`` holds trainer settings (see training/anime_settings.py)."""
+        owner = owner_of(request)
+        if not rights_confirmed:
+            raise AnimeFormError(f"Tick “{RIGHTS_LABEL}” before training on photos of people.")
+        overrides = {k: str(v) for k, v in (settings or {}).items()}
+        resolve(overrides)  # a bad value is refused before anything is extracted
+        clean_run_name(run_name, USE_CASE)
+        content = dataset_folder(manager, owner, content_dir, content_zip, run_name)
+        if use_shipped_styles and (style_dir or style_zip):
+            raise AnimeFormError("Use the shipped style images or give your own, not both.")
+        style = STYLE_DIR if use_shipped_styles else dataset_folder(manager, owner, style_dir, style_zip, run_name)
+        data = pair_folder(manager, owner, content, style, run_name)
+        status = manager.status(manager.submit(USE_CASE, run_name, data, overrides, owner, runtime.profile.name))
+        verb = "Queued" if status.state == "queued" else "Started"
+        return f"{verb} **{status.id}** ({status.max_steps} steps). Follow it in the Runs tab."
+
+    return choices, stylize, train
+
+
+def settings_of(*values: Any) -> dict[str, Any]:
+    """The form's values that differ from the defaults, as the ``settings`` argument of ``train``."""
+    defaults = AnimeSettings()
+    return {k: v for k, v in zip(FORM, values) if v is not None and v != getattr(defaults, k)}
+
+
+def _stylize_section(choices, stylize) -> gr.Dropdown:
+    gr.Markdown(NO_MODEL_NOTE)
+    with gr.Row():
+        with gr.Column():
+            # custom values let API callers pass a path; stylize checks it is one of their runs' checkpoints
+            checkpoint = gr.Dropdown(label="Checkpoint (your anime runs)", choices=[], allow_custom_value=True,
+                                     elem_id="anime-checkpoint")
+            refresh = gr.Button("Refresh checkpoints", size="sm")
+            content = gr.Image(label="Content photo", type="filepath", elem_id="anime-content")
+            style = gr.Image(label="Style image", type="filepath", elem_id="anime-style")
+            gr.Examples([[str(p)] for p in style_images()], inputs=[style], label="Shipped style images")
+            alpha = gr.Slider(0, 1, value=1, step=0.05, label="Alpha (0 = content, 1 = full style)")
+            keep = gr.Checkbox(label="Preserve the photo's colours")
+            face = gr.Checkbox(label="Crop around the face")
+            go = gr.Button("Stylize", variant="primary", elem_id="anime-stylize")
+        with gr.Column():
+            result = gr.Image(label="Result", type="pil", format="png", elem_id="anime-result")
+            slider = gr.ImageSlider(label="Before / after", type="pil")
+    refresh.click(choices, None, checkpoint, api_visibility="private", queue=False)
+    go.click(stylize, [checkpoint, content, style, alpha, keep, face], [result, slider], api_name="stylize")
+    return checkpoint
+
+
+def _train_section(train) -> None:
+    defaults = AnimeSettings()
+    with gr.Row():
+        with gr.Column():
+            content_dir = gr.Textbox(label="Photos folder on the server (flat, or with train/ and val/)")
+            content_zip = gr.File(label="…or a ZIP of photos", file_types=[".zip"], type="filepath")
+            shipped = gr.Checkbox(label="Use the shipped style images", value=True)
+            style_dir = gr.Textbox(label="Anime style folder on the server")
+            style_zip = gr.File(label="…or a ZIP of style images", file_types=[".zip"], type="filepath")
+            run_name = gr.Textbox(label="Run name", placeholder="letters, digits, - and _ (empty: anime + date)")
+            rights = gr.Checkbox(label=RIGHTS_LABEL)
+        with gr.Column():
+            form = [gr.Number(value=defaults.epochs, precision=0, label="Epochs"),
+                    gr.Number(value=defaults.batch_size, precision=0, label="Batch size"),
+                    gr.Number(value=defaults.learning_rate, step=1e-5, label="Learning rate (AdamW)"),
+                    gr.Radio(["meanstd", "gram"], value=defaults.style_loss, label="Style loss"),
+                    gr.Number(value=defaults.lambda_content, label="λ content"),
+                    gr.Number(value=defaults.lambda_style, label="λ style"),
+                    gr.Number(value=defaults.lambda_tv, label="λ total variation (0 = off)"),
+                    gr.Radio(["none", "cosine", "step"], value=defaults.scheduler, label="LR scheduler")]
+    start = gr.Button("Start training", variant="primary", elem_id="anime-train")
+    message = gr.Markdown()
+    changes = gr.JSON(value={}, visible=False)
+    start.click(settings_of, form, changes, api_visibility="private", queue=False).success(
+        train, [content_dir, content_zip, style_dir, style_zip, shipped, run_name, changes, rights], message,
+        api_name="anime_train")
+
+
+def build(manager: RunManager, runtime: Runtime) -> None:
+    """Lay out the tab inside the current Blocks."""
+    choices, stylize, train = make_handlers(manager, runtime)
+    with gr.Tab("Anime") as tab:
+        with gr.Tab("Stylize"):
+            checkpoint = _stylize_section(choices, stylize)
+        with gr.Tab("Train"):
+            _train_section(train)
+    tab.select(choices, None, checkpoint, api_visibility="private", queue=False)

@@ -1,0 +1,60 @@
+"""Photo → anime trainer (seed 002): ViT encoder + AdaIN + CNN decoder, VGG19 content/style losses.
+
+    python -m training.anime --content DIR --style DIR --output RUN_DIR [--epochs N] \\
+        [--profile tiny|full|auto] [--resume latest|PATH] [--set key=value ...]
+    accelerate launch -m training.anime ...      # multi-GPU, same flags
+
+DIR is a flat image folder or an AvatarAnime split folder (``CelebA`` / ``AnimeFace`` with ``train/`` and
+``val/``). Writes the run folder of DESIGN.md; the weights are ``final/model.safetensors``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from training.anime_settings import AnimeSettingsError, parse_sets, resolve
+
+log = logging.getLogger("training.anime")
+
+
+class UsageError(ValueError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{message} (see python -m training.anime --help)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = _Parser(description="Train the photo → anime style-transfer model.")
+    p.add_argument("--content", required=True, type=Path, help="photos (flat folder, or with train/ and val/)")
+    p.add_argument("--style", required=True, type=Path, help="anime images (flat folder, or with train/ and val/)")
+    p.add_argument("--output", required=True, type=Path, help="the run folder to write")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--profile", default="auto", help="auto, tiny or full")
+    p.add_argument("--resume", default=None, help="'latest' or a checkpoints/step-N folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        args = parse_args(argv)
+        overrides = parse_sets(args.set)
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        settings = resolve(overrides)
+    except (UsageError, AnimeSettingsError) as err:
+        print(f"training.anime: {err}", file=sys.stderr)
+        return 2
+    from training.anime_trainer import run
+
+    return run(settings, args.content, args.style, args.output, args.profile, args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
