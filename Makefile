@@ -35,6 +35,7 @@ test: $(VENV)/.installed-dev chromium
 bench: $(VENV)/.installed-dev
 	$(PY) bench/startup.py
 	$(PY) bench/toy_quality.py
+	OMP_NUM_THREADS=1 $(PY) bench/generate_overhead.py
 	OMP_NUM_THREADS=1 $(PY) bench/anime_speed.py
 	$(PY) bench/gpu_anime.py
 

@@ -32,7 +32,13 @@ class AdapterSet:
 
         Returns {LoRA name: modules it applied to}; 0 means the LoRA silently changed nothing.
         """
-        selection = list(selection)
+        # two labels for identical weights share one adapter: add their weights
+        merged: dict[str, tuple[LoraFile, float]] = {}
+        for lora, weight in selection:
+            previous = merged.get(lora.adapter_name, (lora, 0.0))[1]
+            merged[lora.adapter_name] = (lora, previous + float(weight))
+        names = {f.name: f.adapter_name for f, _ in selection}
+        selection = list(merged.values())
         with self.lock:
             wanted = {f.adapter_name for f, _ in selection} | {f.adapter_name for f in keep}
             stale = [name for name in self.loaded if name not in wanted]
@@ -50,7 +56,7 @@ class AdapterSet:
                                        adapter_weights=[float(w) for _, w in selection])
             elif self.loaded:
                 self.pipe.disable_lora()
-            return {f.name: self.modules[f.adapter_name] for f, _ in selection}
+            return {name: self.modules[adapter] for name, adapter in names.items()}
 
     def _load(self, lora: LoraFile) -> None:
         name = lora.adapter_name

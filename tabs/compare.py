@@ -8,8 +8,8 @@ import gradio as gr
 from pipelines import lora_library, outputs, text_to_image, xy_grid
 from pipelines.gpu import GPU_CONCURRENCY_ID, on_gpu
 from pipelines.runtime import Runtime
-from tabs.common import owner_of, user_errors
-from tabs.generate import NO_LORA, known_loras, outputs_root
+from tabs.common import user_errors
+from tabs.generate import NO_LORA, loras_for, outputs_root, private_owner
 
 
 def make_compare(runtime: Runtime, manager):
@@ -23,8 +23,7 @@ def make_compare(runtime: Runtime, manager):
                 steps: int = d.steps, cfg: float = d.cfg, width: int = d.width, height: int = d.height,
                 sampler: str = "", loras: str = "", request: gr.Request = None,
                 progress=gr.Progress(track_tqdm=True)):
-        owner = owner_of(request)
-        known = known_loras(manager, owner)
+        known = loras_for(manager, request)
         axis_lora = "" if axis_lora in (None, NO_LORA) else axis_lora
         base = text_to_image.GenerateSettings(prompt, negative_prompt, steps, cfg, seed, width, height,
                                               sampler=sampler or "", loras=lora_library.resolve(loras, known))
@@ -37,7 +36,7 @@ def make_compare(runtime: Runtime, manager):
         result = xy_grid.render(runtime, cells, x_axis, y_axis)
         for warning in result.warnings:
             gr.Warning(warning)
-        outputs.save(result.images, outputs_root(manager), owner)
+        outputs.save(result.images, outputs_root(manager), private_owner(request))
         table = [[c.x, c.y, caption.split(": ", 1)[-1] if runtime.profile.name == "tiny" else ""]
                  for c, caption in zip(cells, result.captions)]
         return result.grid, list(zip(result.images, result.captions)), table
@@ -54,7 +53,7 @@ def make_ab(runtime: Runtime, manager):
                      request: gr.Request = None):
         if not lora or lora == NO_LORA:
             raise text_to_image.InputError("Pick the LoRA to compare with the base model.")
-        known = known_loras(manager, owner_of(request))
+        known = loras_for(manager, request)
         chosen = lora_library.resolve(f"{lora}:{weight}", known)
         s = text_to_image.GenerateSettings(prompt, d.negative_prompt, steps, d.cfg, seed, d.width, d.height)
         base = text_to_image.run(runtime, s, keep_loras=[chosen[0][0]]).images[0]
@@ -122,5 +121,5 @@ def build(runtime: Runtime, manager) -> None:
                       [x_axis, x_values, y_axis, y_values], api_visibility="private", queue=False)
 
         def choices(request: gr.Request):
-            return gr.update(choices=[NO_LORA, *known_loras(manager, owner_of(request))])
+            return gr.update(choices=[NO_LORA, *loras_for(manager, request)])
         gr.on([tab.select, axis_lora.focus], choices, None, axis_lora, api_visibility="private", queue=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import gradio as gr
@@ -29,10 +30,18 @@ def outputs_root(manager) -> Path:
     return manager.runs_root.parent / "outputs"
 
 
-def known_loras(manager, owner: str) -> dict[str, Path]:
-    """The LoRAs ``owner`` may use: their runs' final weights and checkpoints, their uploads and pulls."""
-    runs = [(r.id, manager.runs_root / r.use_case / r.name) for r in manager.list_runs(owner)]
-    return lora_library.catalogue(runs, loras_root(manager), owner)
+def private_owner(request: gr.Request | None) -> str:
+    """Whose outputs and uploaded LoRAs these are: the signed-in user; on a public Space without a login,
+    the browser session, so visitors never see each other's images."""
+    if getattr(request, "username", None) or not os.environ.get("SPACE_ID"):
+        return owner_of(request)
+    return f"session-{getattr(request, 'session_hash', None) or 'anonymous'}"
+
+
+def loras_for(manager, request: gr.Request | None) -> dict[str, Path]:
+    """The LoRAs of whoever sent ``request`` (runs by login name, files by private owner)."""
+    runs = [(r.id, manager.runs_root / r.use_case / r.name) for r in manager.list_runs(owner_of(request))]
+    return lora_library.catalogue(runs, loras_root(manager), private_owner(request))
 
 
 def make_handler(runtime: Runtime, manager=None):
@@ -46,8 +55,7 @@ def make_handler(runtime: Runtime, manager=None):
                  num_images: int = 1, sampler: str = "", batch_count: int = 1, loras: str = "",
                  trigger_words: bool = True, request: gr.Request = None,
                  progress=gr.Progress(track_tqdm=True)):
-        owner = owner_of(request)
-        chosen = lora_library.resolve(loras, known_loras(manager, owner)) if manager and loras else []
+        chosen = lora_library.resolve(loras, loras_for(manager, request)) if manager and loras else []
         if loras and not manager:
             raise lora_library.LoraFileError("LoRAs are not available on this server.")
         settings = text_to_image.GenerateSettings(prompt, negative_prompt, steps, cfg, seed, width, height,
@@ -57,17 +65,14 @@ def make_handler(runtime: Runtime, manager=None):
         for warning in result.warnings:
             gr.Warning(warning)
         if manager is not None:
-            outputs.save(result.images, outputs_root(manager), owner)
+            outputs.save(result.images, outputs_root(manager), private_owner(request))
         return result.images, result.seed
     return generate
 
 
 def lora_status(runtime: Runtime) -> str:
     """What the last generate applied: modules per active LoRA, with a warning for a LoRA that matched none."""
-    pipe = runtime._models.get("sd15")
-    if pipe is None:
-        return ""
-    adapters = adapters_for(pipe)
+    adapters = adapters_for(runtime.model("sd15"))
     if not adapters.loaded:
         return "No LoRA active."
     lines = [f"⚠️ **{f.name} matched no layer — it changed nothing.**" if adapters.modules[n] == 0
@@ -175,13 +180,13 @@ def build(runtime: Runtime, manager=None) -> None:
             widget.change(slots_to_spec, slots, spec, api_visibility="private", queue=False)
 
         def choices(request: gr.Request):
-            names = [NO_LORA, *known_loras(manager, owner_of(request))]
+            names = [NO_LORA, *loras_for(manager, request)]
             return [gr.update(choices=names) for _ in range(LORA_SLOTS)]
 
         @user_errors
         def add(path: str | None, request: gr.Request):
             if path:
-                label = lora_library.add_file(Path(path), loras_root(manager), owner_of(request))
+                label = lora_library.add_file(Path(path), loras_root(manager), private_owner(request))
                 gr.Info(f"Added {label}.")
             return [None, *choices(request)]
 

@@ -5,8 +5,8 @@ import gradio as gr
 from PIL import Image
 
 from pipelines import outputs
-from tabs.common import owner_of, user_errors
-from tabs.generate import outputs_root
+from tabs.common import user_errors
+from tabs.generate import outputs_root, private_owner
 
 
 def make_handlers(manager):
@@ -16,7 +16,7 @@ def make_handlers(manager):
     @user_errors
     def history(request: gr.Request = None):
         images = []
-        for path in outputs.history(root, owner_of(request)):
+        for path in outputs.history(root, private_owner(request)):
             with Image.open(path) as im:
                 im.load()  # PIL images, not paths: Gradio serves copies under random names, never our folder
                 images.append((im, f"{path.parent.name} {path.stem}"))
@@ -24,7 +24,7 @@ def make_handlers(manager):
 
     @user_errors
     def download_all(request: gr.Request = None):
-        path = outputs.zip_all(root, owner_of(request))
+        path = outputs.zip_all(root, private_owner(request))
         if path is None:
             raise gr.Error("You have no generated images yet.")
         return str(path)

@@ -10,7 +10,7 @@ import gradio as gr
 
 from pipelines import hub_share, lora_library
 from tabs.common import owner_of, user_errors
-from tabs.generate import loras_root
+from tabs.generate import loras_root, private_owner
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def make_handlers(manager, api_factory: Callable | None = None, download: Callab
 
     @user_errors
     def pull(repo_id: str, token: str = "", request: gr.Request = None) -> str:
-        owner = owner_of(request)
+        owner = private_owner(request)
         repo_id = hub_share.check_repo_id(repo_id)
         dest = lora_library.hub_folder(loras_root(manager), owner, repo_id)
         hub_share.pull(repo_id, dest, hub_share.token_from(token), download=download)

@@ -74,3 +74,35 @@ def test_compare_over_64_cells_is_refused(client):
     with pytest.raises(Exception, match="the limit is 64"):
         client.predict(PROMPT, x_axis="Seed", x_values=",".join(map(str, range(9))), y_axis="CFG",
                        y_values=",".join(map(str, range(8))), api_name="/compare")
+
+
+def test_restore_fills_generate_from_infotext_and_png_without_settings_is_refused():
+    import gradio as gr
+
+    from tabs.generate import restore
+
+    text = ('sks, a red square <lora:fashion/a:0.8> <lora:file/b:-0.5>\nNegative prompt: blurry, dark\n'
+            'Steps: 7, Sampler: DPM++ 2M, CFG scale: 6.5, Seed: 42, Size: 64x96, Model: toy-sd, '
+            'Lora hashes: "fashion/a: 0123456789ab, file/b: ba9876543210"')
+    assert restore(text) == ("sks, a red square", "blurry, dark", 7, 6.5, 42, 64, 96, "DPM++ 2M",
+                             "fashion/a:0.8, file/b:-0.5")
+    with pytest.raises(gr.Error, match="no settings line"):
+        restore("just a prompt")
+
+
+def test_base_vs_lora_slider_pair_uses_one_seed_and_lora_status_reports_layers(tiny_runtime, hub, monkeypatch):
+    import numpy as np
+
+    from pipelines import lora_adapters
+    from tabs.compare import make_ab
+    from tabs.generate import lora_status
+    from training.launcher import RunManager
+
+    base_vs_lora = make_ab(tiny_runtime, RunManager(hub[1]))
+    base, with_lora = base_vs_lora(PROMPT, "fashion/api-lora", 1.0, 3, 3, None)
+    assert base.size == with_lora.size == (64, 64)
+    assert np.abs(np.asarray(base, float) - np.asarray(with_lora, float)).mean() > 0
+    assert lora_status(tiny_runtime).startswith("✓ fashion/api-lora: applied to ")
+    monkeypatch.setitem(lora_adapters.adapters_for(tiny_runtime.model("sd15")).modules,
+                        next(iter(lora_adapters.adapters_for(tiny_runtime.model("sd15")).modules)), 0)
+    assert "matched no layer — it changed nothing" in lora_status(tiny_runtime)

@@ -48,3 +48,18 @@ def test_history_tab_handlers_see_only_the_signed_in_user(tmp_path):
     assert len(shown) == 1 and "Seed: 1" in shown[0][0].info["parameters"]
     with zipfile.ZipFile(download_all(SimpleNamespace(username="bob"))) as z:
         assert len(z.namelist()) == 2
+
+
+def test_on_a_public_space_without_login_each_browser_session_has_its_own_history(tmp_path, monkeypatch):
+    from tabs import history
+    from tabs.generate import private_owner
+
+    monkeypatch.setenv("SPACE_ID", "someone/atelier")
+    one, two = SimpleNamespace(username=None, session_hash="abc"), SimpleNamespace(username=None, session_hash="xyz")
+    assert private_owner(one) != private_owner(two)
+    assert private_owner(SimpleNamespace(username="alice", session_hash="abc")) == "alice"
+    outputs.save([image(1)], tmp_path / "outputs", private_owner(one))
+    list_images, _ = history.make_handlers(SimpleNamespace(runs_root=tmp_path / "runs"))
+    assert len(list_images(one)) == 1 and list_images(two) == []
+    monkeypatch.delenv("SPACE_ID")
+    assert private_owner(one) == "local"  # a local server without login has one user
