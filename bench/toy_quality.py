@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-k", type=int, default=4, help="images per prompt")
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--cfg", type=float, default=None, help="default: the Generate tab's default")
     parser.add_argument("--model", default=None, help="a toy-sd folder other than assets/toy-sd")
     parser.add_argument("--save", default=None, help="folder to save a contact sheet of every image")
     args = parser.parse_args()
@@ -36,11 +37,12 @@ def main() -> None:
     runtime = Runtime(choose_profile("tiny"), overrides, Path(tempfile.mkdtemp(prefix="atelier-bench-")))
     runtime.model("sd15")  # load before timing
     base = defaults_for(runtime)
+    cfg = base.cfg if args.cfg is None else args.cfg
     hits, misses, images = Counter(), Counter(), []
     start = time.monotonic()
     for n, (color, shape, background) in enumerate(toy_world.all_prompts()):
         prompt = toy_world.caption(color, shape, background)
-        settings = GenerateSettings(prompt, base.negative_prompt, args.steps, base.cfg, 1000 * n,
+        settings = GenerateSettings(prompt, base.negative_prompt, args.steps, cfg, 1000 * n,
                                     base.width, base.height, args.k)
         batch, _ = generate(runtime, settings)
         images += batch
@@ -52,7 +54,7 @@ def main() -> None:
                 misses[f"{prompt} -> {v.color} {v.shape} on {v.background}"] += 1
     seconds = time.monotonic() - start
     total = len(images)
-    print(f"images: {total} ({args.k} per prompt, {args.steps} steps, CFG {base.cfg})")
+    print(f"images: {total} ({args.k} per prompt, {args.steps} steps, CFG {cfg})")
     for key in ("color", "shape", "background", "joint"):
         print(f"{key:>10} accuracy: {hits[key] / total:.3f}")
     print(f"seconds per image: {seconds / total:.3f}")
