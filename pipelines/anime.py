@@ -9,22 +9,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipelines.style_images import STYLE_DIR, style_images  # noqa: F401 (re-exported)
 from pipelines.anime_model import IMAGE_SIZE, AnimeStyleModel, decoder_widths_of, load_into, read_checkpoint
 
 log = logging.getLogger(__name__)
 
-STYLE_DIR = Path(__file__).resolve().parent.parent / "assets" / "anime-styles"
 MAX_INPUT_PIXELS = 40_000_000  # far above any photo a person uploads; stops decompression bombs early
 MAX_OUTPUT_SIDE = 1024  # the model works at 224 px; upscaling further only blurs
 
 
 class StylizeError(ValueError):
     """An input to stylize is refused; the message names it and says why."""
-
-
-def style_images() -> list[Path]:
-    """The style images shipped in ``assets/anime-styles`` (see ``python -m pipelines.style_images``)."""
-    return sorted(STYLE_DIR.glob("*.png"))
 
 
 def check_image(image, name: str) -> Image.Image:

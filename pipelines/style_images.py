@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 log = logging.getLogger(__name__)
 
 SIZE = 256
+STYLE_DIR = Path(__file__).resolve().parent.parent / "assets" / "anime-styles"
 OUTLINE = (25, 20, 30)
 PALETTES = {  # background, hair, hair shadow, skin, skin shadow, eyes
     "sakura": ((250, 214, 225), (236, 120, 160), (190, 80, 120), (255, 228, 210), (240, 190, 175), (90, 60, 160)),
@@ -55,6 +56,11 @@ def draw(palette: tuple, seed: int) -> Image.Image:
     return image
 
 
+def style_images() -> list[Path]:
+    """The style images shipped in ``assets/anime-styles`` (see ``python -m pipelines.style_images``)."""
+    return sorted(STYLE_DIR.glob("*.png"))
+
+
 def write_all(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -67,7 +73,6 @@ def write_all(folder: Path) -> list[Path]:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    from pipelines.anime import STYLE_DIR
 
     for p in write_all(STYLE_DIR):
         log.info("wrote %s", p)

@@ -6,13 +6,14 @@ Stylize offers the checkpoints of the caller's own anime runs.
 """
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from pipelines.anime import STYLE_DIR, Stylizer, check_image, style_images
+from pipelines.style_images import STYLE_DIR, style_images
 from pipelines.runtime import Runtime
 from tabs.common import owner_of, slug, uploads_root, user_errors
 from tabs.train import dataset_folder
@@ -58,7 +59,12 @@ def pair_folder(manager: RunManager, owner: str, content: Path, style: Path, run
 
 def make_handlers(manager: RunManager, runtime: Runtime):
     """The tab's plain handlers: (choices, stylize, train)."""
-    stylizer = Stylizer(runtime)
+    @functools.cache
+    def stylizer():
+        """Built on first use: importing torch here would slow every page start."""
+        from pipelines.anime import Stylizer
+
+        return Stylizer(runtime)
 
     def choices(request: gr.Request = None) -> dict[str, Any]:
         """The checkpoint dropdown's choices for the caller."""
@@ -72,7 +78,9 @@ def make_handlers(manager: RunManager, runtime: Runtime):
         mine = {path for _, path in run_checkpoints(manager, owner_of(request))}
         if checkpoint and checkpoint not in mine:
             raise AnimeFormError(f"The checkpoint {checkpoint} is not one of your anime runs' checkpoints.")
-        result = stylizer(checkpoint, content, style, alpha, keep_colours, face_crop)
+        from pipelines.anime import check_image
+
+        result = stylizer()(checkpoint, content, style, alpha, keep_colours, face_crop)
         original = check_image(content, "content").resize(result.size)
         return result, (original, result)
 

@@ -15,16 +15,13 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from pipelines.captioning import runtime_captioner
 from pipelines.gpu import GPU_CONCURRENCY_ID, on_gpu
 from pipelines.runtime import Runtime
 from tabs.common import owner_of, slug, uploads_root, user_errors
 from training.captions_io import CaptionFileError, read_metadata, update_captions
 from training.dedupe import DEFAULT_MAX_DISTANCE
 from training.launcher import USE_CASES, RunManager
-from training.prepare_fashion import FashionOptions, prepare_fashion
-from training.prepare_ghibli import DEFAULT_STYLE_SUFFIX, GhibliOptions, prepare_ghibli
-from training.prepare_portraits import PortraitOptions, face_detector, prepare_dreambooth
+from training.caption_clean import DEFAULT_STYLE_SUFFIX
 from training.prepare_report import Report
 from training.safe_zip import safe_extract_zip, single_top_folder
 
@@ -105,6 +102,12 @@ def make_handlers(manager: RunManager, runtime: Runtime):
     """The tab's plain handlers: (prepare, save_captions)."""
 
     def run(use_case: str, source: Path, out: Path, captions_file: str | None, values: dict[str, Any]) -> Report:
+        # imported on first use: image checks pull in OpenCV and torch, which would slow every page start
+        from pipelines.captioning import runtime_captioner
+        from training.prepare_fashion import FashionOptions, prepare_fashion
+        from training.prepare_ghibli import GhibliOptions, prepare_ghibli
+        from training.prepare_portraits import PortraitOptions, face_detector, prepare_dreambooth
+
         """Build the use case's options from the form and run its preparation."""
         if use_case == "fashion":
             return prepare_fashion(FashionOptions(

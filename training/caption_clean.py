@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+DEFAULT_STYLE_SUFFIX = "in Ghibli style"  # seed 003's captions end with it
+
 # BLIP-large's well-known filler words (from web alt texts), never meaningful in a caption.
 BLIP_ARTEFACTS = ("arafed", "araffe", "arafe", "arafly", "araffed", "arrafed")
 # Words a caption must not end on once a name after them was removed ("a girl from Totoro" -> "a girl").

@@ -13,7 +13,6 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagehash
 import numpy as np
 from PIL import Image
 
@@ -55,6 +54,8 @@ def fingerprint(image: Image.Image, file_bytes: int = 0) -> Fingerprint:
     """Hashes and colour statistics of an RGB image."""
     small = np.asarray(image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32)
     colour = tuple(float(v) for v in (*small.mean(axis=(0, 1)), *small.std(axis=(0, 1))))
+    import imagehash  # imported here: the Datasets tab reads this module's defaults at page build
+
     return Fingerprint(phash=int(str(imagehash.phash(image)), 16), dhash=int(str(imagehash.dhash(image)), 16),
                        colour=colour, pixels=image.width * image.height, file_bytes=file_bytes)
 

@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from training import captions_io
-from training.caption_clean import clean_caption, load_deny_words
+from training.caption_clean import DEFAULT_STYLE_SUFFIX, clean_caption, load_deny_words
 from training.dedupe import DEFAULT_MAX_DISTANCE, Fingerprint, exact_duplicates, fingerprint, hamming, near_duplicates
 from training.image_checks import (DEFAULT_MAX_PIXELS, DEFAULT_MIN_SHARPNESS, ImageProblem, centre_square, fit_square,
                                    open_image, sharpness)
@@ -31,7 +31,6 @@ from training.url_import import DownloadSettings, download_all, read_url_list
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STYLE_SUFFIX = "in Ghibli style"
 CAPTION_BATCH = 8
 Captioner = Callable[[list[Image.Image]], list[str]]
 
