@@ -12,22 +12,14 @@ from pathlib import Path
 from pipelines.profile import choose_profile
 from pipelines.registry import PROFILES, RegistryError, env_overrides, parse_overrides
 from pipelines.runtime import Runtime, check_cache_dir, default_cache_dir
+from training.cli import OneLineParser, UsageError
 from training.launcher import default_runs_root
 
 log = logging.getLogger("atelier")
 
 
-class UsageError(Exception):
-    """A bad flag; printed as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(f"{message} (see python app.py --help)")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(description=__doc__)
+    p = OneLineParser(prog="python app.py", description=__doc__)
     p.add_argument("--profile", default="auto", help=f"one of {', '.join(PROFILES)} (default auto)")
     p.add_argument("--model", action="append", default=[], metavar="ROLE=ID_OR_PATH",
                    help="use another model for a role; repeatable (env: ATELIER_MODEL_<ROLE>)")

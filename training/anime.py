@@ -14,22 +14,14 @@ import logging
 import sys
 from pathlib import Path
 
+from training.cli import OneLineParser, UsageError
 from training.anime_settings import AnimeSettingsError, parse_sets, resolve
 
 log = logging.getLogger("training.anime")
 
 
-class UsageError(ValueError):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(f"{message} (see python -m training.anime --help)")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(description="Train the photo → anime style-transfer model.")
+    p = OneLineParser(prog="python -m training.anime", description="Train the photo → anime style-transfer model.")
     p.add_argument("--content", required=True, type=Path, help="photos (flat folder, or with train/ and val/)")
     p.add_argument("--style", required=True, type=Path, help="anime images (flat folder, or with train/ and val/)")
     p.add_argument("--output", required=True, type=Path, help="the run folder to write")

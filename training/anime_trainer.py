@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -18,7 +17,7 @@ from training.anime_data import DataError, ImageFolder, check_readable, splits
 from training.anime_loss import VGGFeatures, losses
 from training.anime_settings import AnimeSettings, AnimeSettingsError, to_dict
 from training.checkpoint import ResumeError, find, optimizer_from_files, optimizer_to_files
-from training.run_folder import RunFolder
+from training.run_folder import RunFolder, run_guarded
 
 log = logging.getLogger("training.anime")
 USER_ERRORS = (DataError, AnimeSettingsError, ModelLoadError, ResumeError, CheckpointError)
@@ -36,22 +35,8 @@ def run(s: AnimeSettings, content: Path, style: Path, output: Path, profile: str
     mixed = s.mixed_precision if s.mixed_precision != "auto" else ("fp16" if torch.cuda.is_available() else "no")
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
     folder = RunFolder(output, accelerator.is_main_process)
-    handler = folder.attach_log()
-    try:
-        AnimeRun(s, content, style, folder, profile, accelerator).train(resume)
-        return 0
-    except (*USER_ERRORS, LossNotFinite) as err:
-        log.error("%s", err)
-        folder.event("error", -1, message=str(err))
-        return 2
-    except Exception as err:
-        log.error("training failed:\n%s", traceback.format_exc())
-        folder.event("error", -1, message=f"{type(err).__name__}: {err}")
-        return 1
-    finally:
-        if handler:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+    return run_guarded(folder, lambda: AnimeRun(s, content, style, folder, profile, accelerator).train(resume),
+                       (*USER_ERRORS, LossNotFinite))
 
 
 def load_role(role: str, profile_name: str, device: str):

@@ -15,22 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+from training.cli import OneLineParser, UsageError
 from training.lora_settings import SettingsError, parse_sets, resolve_settings
 
 log = logging.getLogger("training.lora")
 
 
-class UsageError(ValueError):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(f"{message} (see python -m training.lora --help)")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(description="Train a LoRA on Stable Diffusion from a preset.")
+    p = OneLineParser(prog="python -m training.lora", description="Train a LoRA on Stable Diffusion from a preset.")
     p.add_argument("--preset", required=True, help="fashion, ghibli or dreambooth")
     p.add_argument("--data", required=True, type=Path, help="captioned images (or instance photos for dreambooth)")
     p.add_argument("--output", required=True, type=Path, help="the run folder to write")

@@ -6,7 +6,6 @@ import logging
 import math
 import resource
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from training.lora_batches import Batches, augment_caption, augment_latents, gen
 from training.lora_data import DatasetError, Example, read_captioned, read_instance_images
 from training.lora_model import add_adapters, export, flat, load_lora_state, lora_state, unflat
 from training.lora_settings import LoraSettings, SettingsError, to_dict
-from training.run_folder import RunFolder
+from training.run_folder import RunFolder, run_guarded
 
 log = logging.getLogger("training.lora")
 USER_ERRORS = (DatasetError, SettingsError, ResumeError, ModelLoadError)
@@ -46,22 +45,7 @@ def run(s: LoraSettings, data: Path, output: Path, profile: str, resume: str | N
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(s),
                               log_with="tensorboard", project_config=project)
     folder = RunFolder(output, accelerator.is_main_process)
-    handler = folder.attach_log()
-    try:
-        LoraRun(s, data, folder, profile, accelerator).train(resume)
-        return 0
-    except USER_ERRORS as err:
-        log.error("%s", err)
-        folder.event("error", -1, message=str(err))
-        return 2
-    except Exception as err:
-        log.error("training failed:\n%s", traceback.format_exc())
-        folder.event("error", -1, message=f"{type(err).__name__}: {err}")
-        return 1
-    finally:
-        if handler:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+    return run_guarded(folder, lambda: LoraRun(s, data, folder, profile, accelerator).train(resume), USER_ERRORS)
 
 
 def _mixed_precision(s: LoraSettings) -> str:

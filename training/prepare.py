@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from pipelines.registry import RegistryError
+from training.cli import OneLineParser, UsageError
 from training.dedupe import DEFAULT_MAX_DISTANCE
 from training.image_checks import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SHARPNESS
 from training.prepare_common import PrepareError
@@ -23,15 +24,6 @@ from training.text_regions import DEFAULT_THRESHOLD
 from training.url_import import DownloadSettings
 
 log = logging.getLogger("training.prepare")
-
-
-class UsageError(Exception):
-    """A bad flag; printed as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -48,7 +40,7 @@ def _models(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m training.prepare", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m training.prepare", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="use_case", required=True, metavar="fashion|ghibli|dreambooth")
 
     f = sub.add_parser("fashion", help="seed 001: captioned fashion set, filtered and sampled")

@@ -6,6 +6,8 @@ import logging
 import os
 import shutil
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,30 @@ class RunFolder:
         fig.tight_layout()
         fig.savefig(self.root / "loss.png")
         plt.close(fig)
+
+
+def run_guarded(folder: RunFolder, train: Callable[[], None], user_errors: tuple[type[Exception], ...]) -> int:
+    """Run a trainer with the house error contract and return its exit code.
+
+    0 when it finishes; 2 for ``user_errors`` (their one sentence goes to the log and an "error" event);
+    1 for anything else (the traceback goes to train.log, one line to the event).
+    """
+    handler = folder.attach_log()
+    try:
+        train()
+        return 0
+    except user_errors as err:
+        log.error("%s", err)
+        folder.event("error", -1, message=str(err))
+        return 2
+    except Exception as err:
+        log.error("training failed:\n%s", traceback.format_exc())
+        folder.event("error", -1, message=f"{type(err).__name__}: {err}")
+        return 1
+    finally:
+        if handler:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
