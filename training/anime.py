@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from training.cli import OneLineParser, UsageError
+from training.cli import OneLineParser, UsageError, add_run_arguments
 from training.anime_settings import AnimeSettingsError, parse_sets, resolve
 
 log = logging.getLogger("training.anime")
@@ -24,11 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(prog="python -m training.anime", description="Train the photo → anime style-transfer model.")
     p.add_argument("--content", required=True, type=Path, help="photos (flat folder, or with train/ and val/)")
     p.add_argument("--style", required=True, type=Path, help="anime images (flat folder, or with train/ and val/)")
-    p.add_argument("--output", required=True, type=Path, help="the run folder to write")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--profile", default="auto", help="auto, tiny or full")
-    p.add_argument("--resume", default=None, help="'latest' or a checkpoints/step-N folder")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    add_run_arguments(p)
     return p.parse_args(argv)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -13,3 +14,11 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags every trainer shares: where the run folder goes, the profile, resume and overrides."""
+    p.add_argument("--output", required=True, type=Path, help="the run folder to write")
+    p.add_argument("--profile", default="auto", help="auto, tiny or full")
+    p.add_argument("--resume", default=None, help="'latest' or a checkpoints/step-N folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.cli import OneLineParser, UsageError
+from training.cli import OneLineParser, UsageError, add_run_arguments
 from training.lora_settings import SettingsError, parse_sets, resolve_settings
 
 log = logging.getLogger("training.lora")
@@ -25,11 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(prog="python -m training.lora", description="Train a LoRA on Stable Diffusion from a preset.")
     p.add_argument("--preset", required=True, help="fashion, ghibli or dreambooth")
     p.add_argument("--data", required=True, type=Path, help="captioned images (or instance photos for dreambooth)")
-    p.add_argument("--output", required=True, type=Path, help="the run folder to write")
-    p.add_argument("--profile", default="auto", help="auto, tiny or full")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--resume", default=None, help="'latest' or a checkpoints/step-N folder")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    add_run_arguments(p)
     return p.parse_args(argv)
 
 
