@@ -1,7 +1,6 @@
 """The live runtime: profile, model overrides, cache folder, and every model loaded once and shared."""
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -10,8 +9,6 @@ from typing import Any
 
 from pipelines.profile import ProfileChoice
 from pipelines.registry import ModelRef, RegistryError, resolve
-
-log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -29,6 +26,15 @@ def check_cache_dir(path: Path) -> Path:
         raise RegistryError(f"The cache folder {path} is not writable ({err.strerror}); set ATELIER_CACHE "
                             "to a folder you can write to.") from None
     return path
+
+
+def load_model(ref: ModelRef, device: str, dtype) -> Any:
+    """Load a resolved role, first building its tiny model into the cache when the reference asks for it."""
+    from pipelines import loaders, tiny_models
+
+    if ref.build:
+        tiny_models.build(ref.role, Path(ref.ref))
+    return loaders.load(ref.role, ref.ref, device=device, dtype=dtype)
 
 
 @dataclass
@@ -60,13 +66,7 @@ class Runtime:
             return self._models[role]
 
     def _load(self, role: str) -> Any:
-        from pipelines import loaders, tiny_models
-
-        ref = self.ref(role)
-        if ref.build:
-            tiny_models.build(role, Path(ref.ref))
-        log.info("loading %s from %s (%s) on %s", role, ref.ref, ref.source, self.profile.device)
-        return loaders.load(role, ref.ref, device=self.profile.device, dtype=self.dtype)
+        return load_model(self.ref(role), self.profile.device, self.dtype)
 
     def describe_models(self) -> list[tuple[str, str, str]]:
         """(role, what it loads, where that came from) for every role, for the UI."""

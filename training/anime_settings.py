@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, get_type_hints
 
+from training.cli import split_sets
+
 STYLE_LOSSES = ("meanstd", "gram")
 SCHEDULERS = ("none", "cosine", "step")
 
@@ -58,13 +60,7 @@ def coerce(key: str, raw: Any) -> Any:
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise AnimeSettingsError(f"--set {item!r} is not key=value.")
-        out[key.strip()] = coerce(key.strip(), value.strip())
-    return out
+    return {key: coerce(key, value.strip()) for key, value in split_sets(items, AnimeSettingsError)}
 
 
 def resolve(overrides: dict[str, Any] | None = None) -> AnimeSettings:

@@ -41,14 +41,11 @@ def run(s: AnimeSettings, content: Path, style: Path, output: Path, profile: str
 
 def load_role(role: str, profile_name: str, device: str):
     """A registry role resolved for ``profile_name``, built into the tiny cache first when needed."""
-    from pipelines import loaders, tiny_models
     from pipelines.registry import env_overrides, resolve
-    from pipelines.runtime import default_cache_dir
+    from pipelines.runtime import default_cache_dir, load_model
 
     ref = resolve(role, profile_name, env_overrides(), default_cache_dir())
-    if ref.build:
-        tiny_models.build(role, Path(ref.ref))
-    return loaders.load(role, ref.ref, device=device), ref.ref
+    return load_model(ref, device, torch.float32), ref.ref
 
 
 def forever(loader):

@@ -22,3 +22,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="auto", help="auto, tiny or full")
     p.add_argument("--resume", default=None, help="'latest' or a checkpoints/step-N folder")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+
+
+def split_sets(items: list[str], error: type[Exception]) -> list[tuple[str, str]]:
+    """``--set key=value`` strings as (key, raw value) pairs; ``error`` names an item without ``=``."""
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise error(f"--set {item!r} is not key=value.")
+        pairs.append((key.strip(), value))
+    return pairs

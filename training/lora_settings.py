@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from training.cli import split_sets
+
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 UNET_ATTENTION = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_ENCODER_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -131,13 +133,7 @@ def load_preset(name: str) -> dict[str, Any]:
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """``key=value`` strings into typed overrides."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SettingsError(f"--set {item!r} is not key=value.")
-        out[key.strip()] = coerce(key.strip(), value)
-    return out
+    return {key: coerce(key, value) for key, value in split_sets(items, SettingsError)}
 
 
 def resolve_settings(preset: str, overrides: dict[str, Any] | None = None) -> LoraSettings:

@@ -58,10 +58,9 @@ class LoraRun:
     """One training run: set up in __init__, then ``train``."""
 
     def __init__(self, s: LoraSettings, data: Path, folder: RunFolder, profile: str, accelerator):
-        from pipelines import loaders
         from pipelines.profile import choose_profile
         from pipelines.registry import env_overrides, resolve
-        from pipelines.runtime import default_cache_dir
+        from pipelines.runtime import default_cache_dir, load_model
 
         from accelerate.utils import set_seed
 
@@ -74,7 +73,7 @@ class LoraRun:
         self._resolve = lambda role: resolve(role, profile_name, env_overrides(), self.cache_dir)
         self._detector = None
         self.ref = self._resolve(s.base_model)
-        self.pipe = loaders.load(s.base_model, self.ref.ref, device=str(accelerator.device), dtype=self.weight_dtype)
+        self.pipe = load_model(self.ref, str(accelerator.device), self.weight_dtype)
         self.pipe.set_progress_bar_config(disable=True)
         self.resolution = s.resolution or self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
         self.train_set, self.val_set = self._examples(data)
@@ -128,11 +127,11 @@ class LoraRun:
 
         if not self.s.crop_face:
             return load_square
-        from pipelines import loaders
+        from pipelines.runtime import load_model
         from training.face_crop import face_crop_transform
 
         if self._detector is None:
-            self._detector = loaders.load("faces", self._resolve("faces").ref)
+            self._detector = load_model(self._resolve("faces"), "cpu", torch.float32)
         return face_crop_transform(self._detector)
 
     def _batch_latents(self, examples: list[Example], cached: torch.Tensor | None, idx: list[int]) -> torch.Tensor:
