@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 ARGS ?=
 
-.PHONY: run test install install-dev chromium bench toy
+.PHONY: run test install install-dev chromium bench toy anime-default
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,3 +42,7 @@ bench: $(VENV)/.installed-dev
 # Rebuild the embedded toy model (about an hour on 2 CPU cores).
 toy: $(VENV)/.installed
 	$(PY) -m training.toy --output assets/toy-sd
+
+# Rebuild the tiny profile's default anime model (a few minutes on 2 CPU cores).
+anime-default: $(VENV)/.installed
+	$(PY) -m training.anime_default

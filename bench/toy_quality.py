@@ -36,7 +36,7 @@ def main() -> None:
     overrides = parse_overrides([f"sd15={Path(args.model).resolve()}"]) if args.model else {}
     runtime = Runtime(choose_profile("tiny"), overrides, Path(tempfile.mkdtemp(prefix="atelier-bench-")))
     runtime.model("sd15")  # load before timing
-    base = defaults_for(runtime)
+    base = defaults_for(runtime.profile.name)
     cfg = base.cfg if args.cfg is None else args.cfg
     hits, misses, images = Counter(), Counter(), []
     start = time.monotonic()

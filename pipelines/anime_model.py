@@ -15,6 +15,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 224  # ViT-B/16 geometry: 14 x 14 patch tokens
+MODEL_FILE = "model.safetensors"  # a run's weights, in final/ and in each checkpoint folder
 FULL_DECODER_WIDTHS = (512, 256, 128, 64)
 TINY_DECODER_WIDTHS = (32, 16, 16, 8)
 PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile wrappers

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 LOCAL_PREFIXES = (".", "/", "~")  # the same rule as registry.check_ref
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ValueError):
     """A model could not be loaded; the message names the role, the reference and what to do."""
 
 
@@ -145,6 +145,24 @@ def load_vit(ref: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
     return timm.create_model(ref, pretrained=True).to(device=device, dtype=dtype).eval()
 
 
+def load_anime(ref: str, device: str, dtype: torch.dtype) -> Path:
+    """The anime checkpoint file (a path, a folder holding model.safetensors, or a hub repo holding it).
+
+    The Stylizer builds the model over the runtime's shared ``vit``, so only the file is fetched here.
+    """
+    from pipelines.anime_model import MODEL_FILE
+
+    if not ref:
+        raise ModelLoadError("No default anime model is published for this profile; train one in the Anime tab, "
+                             "or start with --model anime=OWNER/REPO (or a checkpoint path).")
+    if not is_local(ref):
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(ref, MODEL_FILE))
+    path = _local_path("anime", ref)
+    return path / MODEL_FILE if path.is_dir() else path
+
+
 def _read_config(role: str, folder: Path) -> dict:
     config = folder / "config.json"
     if not config.is_file():
@@ -261,6 +279,7 @@ LOADERS: dict[str, Callable[[str, str, torch.dtype], Any]] = {
     "sdxl_inpaint": load_sdxl_inpaint,
     "captioner": load_captioner,
     "vit": load_vit,
+    "anime": load_anime,
     "vgg19": lambda ref, device, dtype: load_vgg("vgg19", ref, device, dtype),
     "vgg16": lambda ref, device, dtype: load_vgg("vgg16", ref, device, dtype),
     "faces": load_faces,

@@ -11,13 +11,14 @@ from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TOY_SD = ASSETS / "toy-sd"
+ANIME_TINY = ASSETS / "anime-tiny" / "model.safetensors"  # made by ``python -m training.anime_default``
 
 
 @dataclass(frozen=True)
 class Role:
     name: str
     purpose: str
-    full: str  # a Hugging Face hub id, or a scheme the role's loader understands
+    full: str  # a Hugging Face hub id, a scheme the role's loader understands, or "" when none is published
     tiny: str  # "toy-sd", "build" (built from config into the cache) or a scheme like full
 
 
@@ -31,6 +32,9 @@ ROLES: dict[str, Role] = {r.name: r for r in (
     Role("captioner", "image captions (BLIP large)", "Salesforce/blip-image-captioning-large", "build"),
     Role("vit", "photo→anime encoder (timm ViT-B/16)",
          "hf-hub:timm/vit_base_patch16_224.augreg2_in21k_ft_in1k", "build"),
+    # No full-size anime model is published: the full profile stylises with the caller's own runs, or with a
+    # teammate's shared run given as --model anime=OWNER/REPO (a repo holding model.safetensors) or a path.
+    Role("anime", "photo→anime style model, the Anime tab's default (seed 002)", "", str(ANIME_TINY)),
     Role("vgg19", "style/content loss network", "torchvision:vgg19", "build"),
     Role("vgg16", "perceptual loss network", "torchvision:vgg16", "build"),
     Role("faces", "face detection and identity (insightface)", "insightface:buffalo_l",

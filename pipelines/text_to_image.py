@@ -67,10 +67,10 @@ class GenerateResult:
 TINY_DEFAULTS = dict(width=64, height=64, steps=25, cfg=2.5)
 
 
-def defaults_for(runtime: Runtime) -> GenerateSettings:
-    """Defaults for the live profile (the tiny profile's toy model: see TINY_DEFAULTS)."""
+def defaults_for(profile: str) -> GenerateSettings:
+    """Defaults for a profile, ``tiny`` or ``full`` (the tiny profile's toy model: see TINY_DEFAULTS)."""
     base = GenerateSettings(prompt="")
-    return replace(base, **TINY_DEFAULTS) if runtime.profile.name == "tiny" else base
+    return replace(base, **TINY_DEFAULTS) if profile == "tiny" else base
 
 
 def check_inputs(s: GenerateSettings) -> None:

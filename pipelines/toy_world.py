@@ -70,19 +70,24 @@ def random_scene(rng: random.Random, color: str | None = None, shape: str | None
 
 def render(scene: Scene, size: int = SIZE) -> Image.Image:
     """Draw a scene, anti-aliased by supersampling."""
+    return paint(scene, {**COLORS, **NEW_CONCEPT_COLORS}[scene.color], BACKGROUNDS[scene.background], size)
+
+
+def paint(scene: Scene, fill: tuple[int, int, int], background: tuple[int, int, int],
+          size: int = SIZE) -> Image.Image:
+    """Draw a scene's shape and place with any RGB fill and background (its colour names are ignored)."""
     big = size * _SUPERSAMPLE
-    rgb = {**COLORS, **NEW_CONCEPT_COLORS}[scene.color]
-    image = Image.new("RGB", (big, big), BACKGROUNDS[scene.background])
+    image = Image.new("RGB", (big, big), background)
     draw = ImageDraw.Draw(image)
     half = scene.size * big / 2
     cx, cy = scene.cx * big, scene.cy * big
     box = (cx - half, cy - half, cx + half, cy + half)
     if scene.shape == "circle":
-        draw.ellipse(box, fill=rgb)
+        draw.ellipse(box, fill=fill)
     elif scene.shape == "square":
-        draw.rectangle(box, fill=rgb)
+        draw.rectangle(box, fill=fill)
     else:
-        draw.polygon([(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)], fill=rgb)
+        draw.polygon([(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)], fill=fill)
     return image.resize((size, size), Image.Resampling.BOX)
 
 

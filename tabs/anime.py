@@ -1,8 +1,8 @@
 """The Anime tab (seed 002): Stylize a photo with a trained run's checkpoint (API ``stylize``) and Train a run.
 
 Training runs in its own process through RunManager (use case ``anime``); progress shows in the Runs tab.
-There is no shipped default model: nothing meaningful trains on a CPU in the time a build allows, so
-Stylize offers the checkpoints of the caller's own anime runs.
+Stylize offers the ``anime`` role's default model (shipped for the tiny profile; in full, whatever
+``--model anime=…`` names) and the checkpoints of the caller's own anime runs.
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Any
 import gradio as gr
 
 from pipelines.style_images import STYLE_DIR, style_images
+
+DEFAULT_CHECKPOINT = "default"  # the dropdown's value for the ``anime`` role's model
 from pipelines.runtime import Runtime
 from tabs.common import owner_of, slug, uploads_root, user_errors
 from tabs.train import dataset_folder
@@ -24,8 +26,9 @@ USE_CASE = "anime"
 RIGHTS_LABEL = "I have the right to use these photos"
 FORM = ("epochs", "batch_size", "learning_rate", "style_loss", "lambda_content", "lambda_style", "lambda_tv",
         "scheduler")
-NO_MODEL_NOTE = ("No model ships with Atelier: train one below (the tiny profile trains in seconds, a real "
-                 "model needs a GPU), then pick its checkpoint here.")
+NO_DEFAULT_NOTE = ("No default anime model is published for this profile: train one below (a real model needs "
+                   "a GPU), or start Atelier with `--model anime=OWNER/REPO` to use a teammate's shared run.")
+DEFAULT_LABEL = "Default model"
 
 
 class AnimeFormError(ValueError):
@@ -57,6 +60,10 @@ def pair_folder(manager: RunManager, owner: str, content: Path, style: Path, run
     return pair
 
 
+def has_default(runtime: Runtime) -> bool:
+    return bool(runtime.ref("anime").ref)
+
+
 def make_handlers(manager: RunManager, runtime: Runtime):
     """The tab's plain handlers: (choices, stylize, train)."""
     @functools.cache
@@ -69,6 +76,8 @@ def make_handlers(manager: RunManager, runtime: Runtime):
     def choices(request: gr.Request = None) -> dict[str, Any]:
         """The checkpoint dropdown's choices for the caller."""
         found = run_checkpoints(manager, owner_of(request))
+        if has_default(runtime):
+            found.append((DEFAULT_LABEL, DEFAULT_CHECKPOINT))
         return gr.update(choices=found, value=found[0][1] if found else None)
 
     @user_errors
@@ -76,10 +85,12 @@ def make_handlers(manager: RunManager, runtime: Runtime):
                 face_crop: bool = False, request: gr.Request = None):
         """The content photo in the style image's look; returns (result, (content, result)) for the A/B slider."""
         mine = {path for _, path in run_checkpoints(manager, owner_of(request))}
-        if checkpoint and checkpoint not in mine:
+        if checkpoint and checkpoint != DEFAULT_CHECKPOINT and checkpoint not in mine:
             raise AnimeFormError(f"The checkpoint {checkpoint} is not one of your anime runs' checkpoints.")
         from pipelines.anime import check_image
 
+        if checkpoint == DEFAULT_CHECKPOINT:
+            checkpoint = runtime.model("anime")  # the file: shipped in tiny, fetched once for a hub id
         result = stylizer()(checkpoint, content, style, alpha, keep_colours, face_crop)
         original = check_image(content, "content").resize(result.size)
         return result, (original, result)
@@ -114,12 +125,15 @@ def settings_of(*values: Any) -> dict[str, Any]:
     return {k: v for k, v in zip(FORM, values) if v is not None and v != getattr(defaults, k)}
 
 
-def _stylize_section(choices, stylize) -> gr.Dropdown:
-    gr.Markdown(NO_MODEL_NOTE)
+def _stylize_section(choices, stylize, with_default: bool) -> gr.Dropdown:
+    if not with_default:
+        gr.Markdown(NO_DEFAULT_NOTE)
+    default = [(DEFAULT_LABEL, DEFAULT_CHECKPOINT)] if with_default else []
     with gr.Row():
         with gr.Column():
             # custom values let API callers pass a path; stylize checks it is one of their runs' checkpoints
-            checkpoint = gr.Dropdown(label="Checkpoint (your anime runs)", choices=[], allow_custom_value=True,
+            checkpoint = gr.Dropdown(label="Model (the default, or a checkpoint of your anime runs)", choices=default,
+                                     value=default[0][1] if default else None, allow_custom_value=True,
                                      elem_id="anime-checkpoint")
             refresh = gr.Button("Refresh checkpoints", size="sm")
             content = gr.Image(label="Content photo", type="filepath", elem_id="anime-content")
@@ -170,7 +184,7 @@ def build(manager: RunManager, runtime: Runtime) -> None:
     choices, stylize, train = make_handlers(manager, runtime)
     with gr.Tab("Anime") as tab:
         with gr.Tab("Stylize"):
-            checkpoint = _stylize_section(choices, stylize)
+            checkpoint = _stylize_section(choices, stylize, has_default(runtime))
         with gr.Tab("Train"):
             _train_section(train)
     tab.select(choices, None, checkpoint, api_visibility="private", queue=False)

@@ -14,7 +14,7 @@ from tabs.generate import NO_LORA, loras_for, outputs_root, private_owner
 
 def make_compare(runtime: Runtime, manager):
     """The ``compare`` endpoint: a labelled grid, the single images (captioned) and a per-cell table."""
-    d = text_to_image.defaults_for(runtime)
+    d = text_to_image.defaults_for(runtime.profile.name)
 
     @user_errors
     @on_gpu
@@ -45,7 +45,7 @@ def make_compare(runtime: Runtime, manager):
 
 def make_ab(runtime: Runtime, manager):
     """Base vs LoRA at the same seed, for the slider."""
-    d = text_to_image.defaults_for(runtime)
+    d = text_to_image.defaults_for(runtime.profile.name)
 
     @user_errors
     @on_gpu
@@ -71,7 +71,7 @@ def ab_pair(a, b):
 
 def build(runtime: Runtime, manager) -> None:
     """Lay out the tab inside the current Blocks."""
-    d = text_to_image.defaults_for(runtime)
+    d = text_to_image.defaults_for(runtime.profile.name)
     with gr.Tab("Compare") as tab:
         with gr.Row():
             with gr.Column():

@@ -46,7 +46,7 @@ def loras_for(manager, request: gr.Request | None) -> dict[str, Path]:
 
 def make_handler(runtime: Runtime, manager=None):
     """The ``generate`` endpoint: the prompt first, every other argument with its default."""
-    d = text_to_image.defaults_for(runtime)
+    d = text_to_image.defaults_for(runtime.profile.name)
 
     @user_errors
     @on_gpu
@@ -114,7 +114,7 @@ def restore(text: str):
 
 def build(runtime: Runtime, manager=None) -> None:
     """Lay out the tab inside the current Blocks."""
-    d = text_to_image.defaults_for(runtime)
+    d = text_to_image.defaults_for(runtime.profile.name)
     with gr.Tab("Generate") as tab:
         with gr.Row():
             with gr.Column():

@@ -17,5 +17,6 @@ def build(runtime: Runtime) -> None:
     with gr.Tab("Models"):
         gr.Markdown("What each model role loads in this profile. Override one with "
                     "`--model ROLE=ID_OR_PATH` or `ATELIER_MODEL_<ROLE>`.")
-        rows = [[role, ROLES[role].purpose, ref, source] for role, ref, source in runtime.describe_models()]
+        rows = [[role, ROLES[role].purpose, ref or "none published: give one with --model", source]
+                for role, ref, source in runtime.describe_models()]
         gr.Dataframe(rows, headers=["role", "purpose", "loads", "from"], interactive=False, wrap=True)

@@ -208,3 +208,19 @@ def test_a_seed_notebook_checkpoint_loads(tmp_path, tiny_runtime, model, batch):
     loaded = Stylizer(tiny_runtime).model(tmp_path / "vit_style_epoch_50.pth")
     with torch.no_grad():
         assert torch.equal(loaded(*batch), model(*batch))
+
+
+def test_the_anime_role_fetches_model_safetensors_from_a_repo_or_a_folder(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from pipelines import loaders
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda repo, filename: calls.append((repo, filename)) or str(tmp_path / filename))
+    assert loaders.load("anime", "team/anime-run") == tmp_path / "model.safetensors"
+    assert calls == [("team/anime-run", "model.safetensors")]
+    (tmp_path / "run" / "final").mkdir(parents=True)
+    assert loaders.load("anime", str(tmp_path / "run" / "final")) == tmp_path / "run" / "final" / "model.safetensors"
+    with pytest.raises(loaders.ModelLoadError, match="--model anime=OWNER/REPO"):
+        loaders.load("anime", "")

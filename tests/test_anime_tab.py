@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 import gradio as gr
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -41,9 +42,35 @@ def test_train_then_stylize_with_the_runs_checkpoint(tab):
     status = wait_done(manager, "anime/tiny-run")
     assert status.state == "done", status.message
     found = choices()["choices"]
-    assert [label for label, _ in found] == ["tiny-run · final", "tiny-run · step-1"]
+    assert [label for label, _ in found] == ["tiny-run · final", "tiny-run · step-1", "Default model"]
     result, (before, after) = stylize(found[0][1], str(photos / "0.png"), str(photos / "1.png"), 0.7)
     assert result.size == (48, 40) and before.size == after.size == (48, 40)
+
+
+def test_the_shipped_default_stylizes_and_follows_the_style(tab):
+    _, (_, stylize, _), photos = tab
+    from pipelines.style_images import style_images
+
+    forest, night = (str(p) for p in style_images()[:2])
+    content = str(photos / "0.png")
+    a, _ = stylize("default", content, forest)
+    b, _ = stylize("default", content, night)
+    assert a.size == (48, 40)
+    difference = np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).mean()
+    assert difference > 5, difference  # the same photo comes out differently in two styles
+
+
+def test_full_profile_without_a_default_says_how_to_get_one(tmp_path):
+    from pipelines.profile import ProfileChoice
+    from pipelines.runtime import Runtime
+
+    runtime = Runtime(ProfileChoice("full", "test", "cpu", False), cache_dir=tmp_path)
+    manager = RunManager(tmp_path / "runs", max_active=1, poll_seconds=None)
+    choices, stylize, _ = make_handlers(manager, runtime)
+    assert choices()["choices"] == []
+    with pytest.raises(gr.Error, match=r"--model anime=OWNER/REPO"):
+        stylize("default", "a.png", "b.png")
+    manager.close()
 
 
 def test_stylize_refuses_a_checkpoint_outside_the_callers_runs(tab, tmp_path):

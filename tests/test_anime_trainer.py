@@ -115,3 +115,11 @@ def test_resume_without_a_checkpoint_is_named(tmp_path):
     assert code == 2
     error = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[-1])
     assert "has no checkpoint to resume from" in error["message"]
+
+
+def test_a_style_folder_smaller_than_a_batch_trains(tmp_path):
+    # the shipped style set has 5 images and the default batch is 8
+    content, style = write_images(tmp_path / "c", 6, 0), write_images(tmp_path / "s", 2, 1)
+    code = main(["--content", str(content), "--style", str(style), "--output", str(tmp_path / "run"),
+                 "--epochs", "1", "--profile", "tiny", "--set", "batch_size=4", "--set", "val_fraction=0"])
+    assert code == 0, (tmp_path / "run" / "train.log").read_text()

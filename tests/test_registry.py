@@ -9,7 +9,7 @@ from pipelines.profile import choose_profile
 from pipelines.registry import (ROLES, TOY_SD, RegistryError, env_overrides, parse_overrides,
                                 resolve)
 
-EXPECTED_ROLES = {"sd15", "portrait", "sdxl_inpaint", "captioner", "vit", "vgg19", "vgg16", "faces",
+EXPECTED_ROLES = {"sd15", "portrait", "sdxl_inpaint", "captioner", "vit", "anime", "vgg19", "vgg16", "faces",
                   "lpips", "clip_scorer"}
 
 
@@ -19,6 +19,13 @@ def test_every_role_has_a_full_and_a_tiny_model(tmp_path):
         full, tiny = resolve(role, "full", {}, tmp_path), resolve(role, "tiny", {}, tmp_path)
         assert full.ref == ROLES[role].full and full.source == "full"
         assert tiny.ref != full.ref and tiny.source == "tiny"
+
+
+def test_the_anime_default_ships_for_tiny_only(tmp_path):
+    tiny = resolve("anime", "tiny", {}, tmp_path)
+    assert Path(tiny.ref).is_file() and not tiny.build
+    assert resolve("anime", "full", {}, tmp_path).ref == ""
+    assert resolve("anime", "full", {"anime": "team/anime-run"}, tmp_path).ref == "team/anime-run"
 
 
 def test_tiny_sd_roles_use_the_toy_model_and_built_roles_the_cache(tmp_path):

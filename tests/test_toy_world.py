@@ -44,7 +44,7 @@ def test_renderer_is_deterministic_and_within_spec():
 def test_toy_model_draws_what_it_is_asked_for(tiny_runtime, color, shape, background):
     from pipelines.text_to_image import GenerateSettings, defaults_for, generate
 
-    d = defaults_for(tiny_runtime)
+    d = defaults_for(tiny_runtime.profile.name)
     settings = GenerateSettings(toy_world.caption(color, shape, background), d.negative_prompt, d.steps,
                                 d.cfg, seed=0, width=64, height=64, num_images=3)
     images, _ = generate(tiny_runtime, settings)

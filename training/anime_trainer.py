@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from pipelines.anime_model import (FULL_DECODER_WIDTHS, TINY_DECODER_WIDTHS, AnimeStyleModel, CheckpointError,
-                                   load_into, read_checkpoint, save_checkpoint)
+from pipelines.anime_model import (FULL_DECODER_WIDTHS, MODEL_FILE, TINY_DECODER_WIDTHS, AnimeStyleModel,
+                                   CheckpointError, load_into, read_checkpoint, save_checkpoint)
 from pipelines.loaders import ModelLoadError
 from training.anime_data import DataError, ImageFolder, check_readable, splits
 from training.anime_loss import VGGFeatures, losses
@@ -21,7 +21,7 @@ from training.run_folder import RunFolder, run_guarded
 
 log = logging.getLogger("training.anime")
 USER_ERRORS = (DataError, AnimeSettingsError, ModelLoadError, ResumeError, CheckpointError)
-MODEL_FILE, OPTIMIZER_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "state.json"
+OPTIMIZER_FILE, STATE_FILE = "optimizer.safetensors", "state.json"
 
 
 class LossNotFinite(ValueError):
@@ -52,6 +52,11 @@ def forever(loader):
     """Batches of ``loader`` without end, reshuffled each pass (itertools.cycle would replay and hold them all)."""
     while True:
         yield from loader
+
+
+def match_batch(style: torch.Tensor, size: int) -> torch.Tensor:
+    """The style batch repeated or cut to the content batch's size (a style folder may be smaller than a batch)."""
+    return style[torch.arange(size) % len(style)]
 
 
 def decoder_widths(s: AnimeSettings, profile_name: str) -> tuple[int, ...]:
@@ -141,7 +146,7 @@ class AnimeRun:
             totals: dict[str, float] = {}
             for content in self.content_loader:
                 step += 1
-                parts = self.train_step(content, next(styles), epoch, step)
+                parts = self.train_step(content, match_batch(next(styles), len(content)), epoch, step)
                 for key, value in parts.items():
                     totals[key] = totals.get(key, 0.0) + value
             means = {k: v / self.steps_per_epoch for k, v in totals.items()}

@@ -15,10 +15,11 @@ log = logging.getLogger(__name__)
 
 
 def class_folder(s: LoraSettings, base_ref: str, resolution: int, cache_dir: Path) -> Path:
-    """``class_data_dir`` when set, else a cache folder keyed by base model, class prompt and size."""
+    """``class_data_dir`` when set, else a cache folder keyed by base model, class prompt, size and sampling."""
     if s.class_data_dir:
         return Path(s.class_data_dir)
-    key = hashlib.sha1(f"{base_ref}|{s.class_prompt}|{resolution}".encode()).hexdigest()[:16]
+    recipe = f"{base_ref}|{s.class_prompt}|{resolution}|{s.sample_inference_steps}|{s.sample_guidance_scale}"
+    key = hashlib.sha1(recipe.encode()).hexdigest()[:16]
     return cache_dir / "class-images" / key
 
 
@@ -35,7 +36,7 @@ def generate_missing(pipe, s: LoraSettings, folder: Path, resolution: int, batch
         count = min(batch, s.num_class_images - start)
         gens = [torch.Generator("cpu").manual_seed(s.seed * 100_000 + start + i) for i in range(count)]
         images = pipe([s.class_prompt] * count, num_inference_steps=s.sample_inference_steps, generator=gens,
-                      height=resolution, width=resolution).images
+                      guidance_scale=s.sample_guidance_scale, height=resolution, width=resolution).images
         for i, image in enumerate(images):
             tmp = folder / f".class-{start + i:05d}.png"
             image.save(tmp)

@@ -86,6 +86,7 @@ class LoraSettings:
     sample_steps: int = 500
     validation_prompts: list[str] = field(default_factory=list)
     sample_inference_steps: int = 25
+    sample_guidance_scale: float = 0.0  # samples and class images; 0 = the Generate tab's default (7.5, tiny 2.5)
     log_every: int = 10
 
 

@@ -6,7 +6,7 @@ import logging
 import math
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +61,18 @@ class LoraRun:
         from pipelines.profile import choose_profile
         from pipelines.registry import env_overrides, resolve
         from pipelines.runtime import default_cache_dir, load_model
+        from pipelines.text_to_image import defaults_for
 
         from accelerate.utils import set_seed
 
+        profile_name = choose_profile(profile).name
+        if not s.sample_guidance_scale:
+            s = replace(s, sample_guidance_scale=defaults_for(profile_name).cfg)
         self.s, self.folder, self.acc = s, folder, accelerator
         set_seed(s.seed)  # LoRA init and dropout draw from the global RNG
         self.cache_dir = default_cache_dir()
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision,
                                                                                  torch.float32)
-        profile_name = choose_profile(profile).name
         self._resolve = lambda role: resolve(role, profile_name, env_overrides(), self.cache_dir)
         self._detector = None
         self.ref = self._resolve(s.base_model)
@@ -343,7 +346,8 @@ class LoraRun:
             for i, prompt in enumerate(prompts):
                 gen = torch.Generator("cpu").manual_seed(self.s.seed + i)
                 image = self.pipe(prompt, num_inference_steps=self.s.sample_inference_steps, generator=gen,
-                                  height=self.resolution, width=self.resolution).images[0]
+                                   guidance_scale=self.s.sample_guidance_scale, height=self.resolution,
+                                   width=self.resolution).images[0]
                 path = self.folder.samples / f"step-{step:06d}-{i}.png"
                 image.save(path)
                 self.folder.event("sample", step, path=str(path.relative_to(self.folder.root)), prompt=prompt)

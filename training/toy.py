@@ -1,8 +1,9 @@
 """Train the embedded toy Stable Diffusion from scratch on the CPU: ``python -m training.toy``.
 
 Stages: render the toy world → train a small AutoencoderKL → cache latents → train the text encoder and
-UNet jointly on the cached latents → save a StableDiffusionPipeline folder (default ``assets/toy-sd``).
-Deterministic for a given seed on a given machine.
+UNet jointly on the cached latents → tune the VAE decoder alone on open colours → save a
+StableDiffusionPipeline folder (default ``assets/toy-sd``). Deterministic for a given seed on a given machine.
+``--decoder-only-from PIPELINE`` runs the last stage alone on a saved pipeline.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import (AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline,
                        UNet2DConditionModel)
+from PIL import Image
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -46,6 +48,13 @@ class ToySettings:
     caption_dropout: float = 0.1
     text_max_length: int = 32
     bf16_autocast: bool = True  # about 1.7× faster on CPUs with AVX512-BF16; weights stay fp32
+    # Last stage: the decoder alone learns open colours (random RGB scenes mixed with the palette), so that
+    # colours the world never names, e.g. DreamBooth's pink, come back out. The encoder stays frozen, so the
+    # latents the UNet learnt keep their meaning. (Open colours in the first VAE stage cost palette quality.)
+    open_color_images: int = 4_000
+    decoder_steps: int = 600
+    decoder_lr: float = 3e-4
+    decoder_open_fraction: float = 0.25  # of each batch; the rest keeps the palette sharp
     output: str = "assets/toy-sd"
 
 
@@ -55,6 +64,18 @@ def render_world(n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
     scenes = [toy_world.random_scene(rng) for _ in range(n)]
     pixels = np.stack([np.asarray(toy_world.render(s)) for s in scenes])
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), [s.caption for s in scenes]
+
+
+def render_open_colors(n: int, seed: int) -> torch.Tensor:
+    """n scenes with uniformly random RGB fill and background, as uint8 (n, 3, 64, 64)."""
+    rng = random.Random(seed)
+
+    def rgb() -> tuple[int, int, int]:
+        return rng.randrange(256), rng.randrange(256), rng.randrange(256)
+
+    pixels = np.stack([np.asarray(toy_world.paint(toy_world.random_scene(rng), rgb(), rgb()))
+                       for _ in range(n)])
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
 
 def to_unit(pixels: torch.Tensor) -> torch.Tensor:
@@ -118,6 +139,57 @@ def encode_latents(vae: AutoencoderKL, pixels: torch.Tensor, batch_size: int = 2
     return torch.cat(chunks)
 
 
+def tune_decoder(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings) -> dict[str, float]:
+    """Train the decoder alone on palette and open-colour scenes; returns the recent MSE of each kind.
+
+    Draws from its own generator, so running this stage on a saved pipeline (``--decoder-only-from``) gives
+    what the whole recipe gives.
+    """
+    gen = torch.Generator().manual_seed(s.seed + 1)
+    open_pixels = render_open_colors(s.open_color_images, s.seed + 1)
+    vae.requires_grad_(False)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=s.decoder_lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.decoder_lr, total_steps=s.decoder_steps)
+    n_open = max(1, round(s.vae_batch_size * s.decoder_open_fraction))
+    n_palette = s.vae_batch_size - n_open
+    recent: list[tuple[float, float]] = []
+    vae.train()
+    for _ in (bar := tqdm(range(s.decoder_steps), desc="decoder (open colours)")):
+        batch = to_unit(torch.cat([pixels[torch.randint(len(pixels), (n_palette,), generator=gen)],
+                                   open_pixels[torch.randint(len(open_pixels), (n_open,), generator=gen)]]))
+        with torch.no_grad():
+            latents = vae.encode(batch).latent_dist.sample(generator=gen)
+        with _autocast(s):
+            recon = vae.decode(latents).sample
+        errors = F.mse_loss(recon.float(), batch, reduction="none").mean((1, 2, 3))
+        loss = errors.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        recent = (recent + [(errors[:n_palette].mean().item(), errors[n_palette:].mean().item())])[-50:]
+        bar.set_postfix(palette=f"{np.mean([r[0] for r in recent]):.4f}", open=f"{np.mean([r[1] for r in recent]):.4f}")
+    vae.eval()
+    return {"palette_mse": float(np.mean([r[0] for r in recent])), "open_mse": float(np.mean([r[1] for r in recent]))}
+
+
+@torch.no_grad()
+def new_concept_round_trip(vae: AutoencoderKL) -> dict[str, str | None]:
+    """The judge's colour for a square of each new-concept colour after encoding and decoding (ideally its own)."""
+    rng = random.Random(0)
+    palette = {**toy_world.COLORS, **toy_world.NEW_CONCEPT_COLORS}
+    out = {}
+    for name in toy_world.NEW_CONCEPT_COLORS:
+        image = toy_world.render(toy_world.random_scene(rng, color=name, shape="square", background="white"))
+        x = to_unit(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None])
+        recon = ((vae.decode(vae.encode(x).latent_dist.mean).sample[0].clamp(-1, 1) + 1) * 127.5).round()
+        out[name] = toy_world.judge(Image.fromarray(recon.byte().permute(1, 2, 0).numpy()), palette).color
+    return out
+
+
 def tokenize(tokenizer: CLIPTokenizer, texts: list[str] | tuple[str, ...]) -> torch.Tensor:
     return tokenizer(list(texts), padding="max_length", max_length=tokenizer.model_max_length,
                      truncation=True, return_tensors="pt").input_ids
@@ -176,12 +248,32 @@ def train(s: ToySettings) -> Path:
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer,
                                    unet=unet.eval(), scheduler=scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
+    report = {"settings": asdict(s), "vae_mse": vae_mse, "final_loss": float(np.mean(losses[-100:]))}
+    return _finish(pipe, pixels, s, report, start)
+
+
+def tune_saved_decoder(source: Path, s: ToySettings) -> Path:
+    """Run only the last stage (open-colour decoder) on a pipeline saved by an earlier ``train``."""
+    start = time.monotonic()
+    pipe = StableDiffusionPipeline.from_pretrained(source, safety_checker=None, requires_safety_checker=False)
+    earlier = source / "training_report.json"
+    report = json.loads(earlier.read_text()) if earlier.is_file() else {}
+    report["decoder_stage_settings"] = asdict(s)
+    return _finish(pipe, render_world(s.num_images, s.seed)[0], s, report, start)
+
+
+def _finish(pipe: StableDiffusionPipeline, pixels: torch.Tensor, s: ToySettings, report: dict, start: float) -> Path:
+    before = new_concept_round_trip(pipe.vae)
+    report["decoder_stage"] = {**tune_decoder(pipe.vae, pixels, s), "new_concept_judged_before": before,
+                               "new_concept_judged_after": new_concept_round_trip(pipe.vae),
+                               "minutes": (time.monotonic() - start) / 60}
+    log.info("decoder stage: %s", report["decoder_stage"])
     out = Path(s.output)
     pipe.save_pretrained(out, safe_serialization=True)
-    report = {"settings": asdict(s), "vae_mse": vae_mse, "final_loss": float(np.mean(losses[-100:])),
-              "minutes": (time.monotonic() - start) / 60, "torch_threads": torch.get_num_threads()}
+    report.setdefault("minutes", (time.monotonic() - start) / 60)
+    report["torch_threads"] = torch.get_num_threads()
     (out / "training_report.json").write_text(json.dumps(report, indent=2))
-    log.info("saved %s in %.1f min", out, report["minutes"])
+    log.info("saved %s", out)
     return out
 
 
@@ -194,9 +286,15 @@ def main(argv: list[str] | None = None) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
             parser.add_argument(flag, type=type(value), default=value)
-    args = parser.parse_args(argv)
+    parser.add_argument("--decoder-only-from", type=Path, metavar="PIPELINE",
+                        help="run only the last stage (open-colour decoder) on this saved toy pipeline")
+    args = vars(parser.parse_args(argv))
+    source = args.pop("decoder_only_from")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    train(ToySettings(**vars(args)))
+    if source:
+        tune_saved_decoder(source, ToySettings(**args))
+    else:
+        train(ToySettings(**args))
 
 
 if __name__ == "__main__":
