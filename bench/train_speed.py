@@ -3,7 +3,8 @@
 Runs ``python -m training.lora`` twice in fresh processes (same data, seed and steps) and prints steps/s,
 peak RSS and the ratio. Target: caches >= 1.5x faster. The cached run's latents are encoded before timing
 starts (once per dataset, reused across runs), which is the point of the cache. ``--resolution`` repeats the
-pair at other sizes: the toy VAE is tiny next to its UNet at 64 px, and encoding costs more as images grow.
+pair at other training sizes. ``--source-px`` sets the size of the dataset's JPEGs: a prepared fashion set keeps
+its photos at full size, and without the cache every step decodes and resizes them again.
 """
 from __future__ import annotations
 
@@ -30,18 +31,34 @@ def run(data: Path, out: Path, cache: bool, steps: int, batch: int, resolution: 
     return json.loads((out / "report.json").read_text())
 
 
-def main() -> None:
-    from tests.conftest import render_dataset
+def photo_dataset(folder: Path, n: int, px: int) -> Path:
+    """n toy scenes drawn at px x px and saved as JPEG photos, with metadata.jsonl captions."""
+    import random
 
+    from pipelines import toy_world
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng, rows = random.Random(0), []
+    for i in range(n):
+        scene = toy_world.random_scene(rng)
+        toy_world.render(scene, size=px).save(folder / f"{i:03d}.jpg", quality=92)
+        rows.append({"file_name": f"{i:03d}.jpg", "text": scene.caption})
+    (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return folder
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--resolution", type=int, nargs="+", default=[64],
-                        help="training resolutions in px (the toy world is drawn at 64 and upscaled)")
+                        help="training resolutions in px")
+    parser.add_argument("--source-px", type=int, default=64, help="side of the dataset's JPEG photos")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="atelier-train-speed-"))
     os.environ.setdefault("ATELIER_CACHE", str(tmp / "cache"))
-    data = render_dataset(tmp / "data", 64)
+    data = photo_dataset(tmp / "data", 64, args.source_px)
+    print(f"dataset: 64 JPEGs of {args.source_px} x {args.source_px} px")
     for px in args.resolution:
         cached = run(data, tmp / f"cached-{px}", True, args.steps, args.batch, px)
         plain = run(data, tmp / f"plain-{px}", False, args.steps, args.batch, px)
