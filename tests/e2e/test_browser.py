@@ -40,3 +40,20 @@ def test_empty_prompt_shows_an_error_and_the_page_stays_up(page):
     page.locator("#generate-button").click()
     page.get_by_text("The prompt is empty").first.wait_for(timeout=30_000)
     assert page.locator("#generate-button").is_enabled()
+
+
+def test_stylize_a_photo_with_the_default_anime_model(page, tmp_path):
+    from PIL import Image
+
+    from pipelines.style_images import style_images
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (96, 64), (200, 120, 60)).save(photo)
+    page.get_by_role("tab", name="Anime").click()
+    assert page.locator("#anime-checkpoint input").input_value() == "Default model"
+    page.locator("#anime-content input[type=file]").set_input_files(str(photo))
+    page.locator("#anime-style input[type=file]").set_input_files(str(style_images()[0]))
+    page.locator("#anime-stylize").click()
+    result = page.locator("#anime-result img").first
+    result.wait_for(state="visible", timeout=60_000)
+    assert result.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [96, 64]
