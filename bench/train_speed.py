@@ -31,23 +31,9 @@ def run(data: Path, out: Path, cache: bool, steps: int, batch: int, resolution: 
     return json.loads((out / "report.json").read_text())
 
 
-def photo_dataset(folder: Path, n: int, px: int) -> Path:
-    """n toy scenes drawn at px x px and saved as JPEG photos, with metadata.jsonl captions."""
-    import random
-
-    from pipelines import toy_world
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng, rows = random.Random(0), []
-    for i in range(n):
-        scene = toy_world.random_scene(rng)
-        toy_world.render(scene, size=px).save(folder / f"{i:03d}.jpg", quality=92)
-        rows.append({"file_name": f"{i:03d}.jpg", "text": scene.caption})
-    (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return folder
-
-
 def main() -> None:
+    from tests.conftest import render_dataset
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=4)
@@ -57,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="atelier-train-speed-"))
     os.environ.setdefault("ATELIER_CACHE", str(tmp / "cache"))
-    data = photo_dataset(tmp / "data", 64, args.source_px)
+    data = render_dataset(tmp / "data", 64, size=args.source_px, suffix=".jpg")
     print(f"dataset: 64 JPEGs of {args.source_px} x {args.source_px} px")
     for px in args.resolution:
         cached = run(data, tmp / f"cached-{px}", True, args.steps, args.batch, px)

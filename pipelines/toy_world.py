@@ -91,6 +91,13 @@ def paint(scene: Scene, fill: tuple[int, int, int], background: tuple[int, int, 
     return image.resize((size, size), Image.Resampling.BOX)
 
 
+def paint_open(rng: random.Random, size: int = SIZE) -> Image.Image:
+    """A random scene in uniformly random RGB fill and background colours, outside any palette."""
+    scene = random_scene(rng)
+    fill, background = (tuple(rng.randrange(256) for _ in range(3)) for _ in range(2))
+    return paint(scene, fill, background, size)
+
+
 @dataclass(frozen=True)
 class Verdict:
     color: str | None

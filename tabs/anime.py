@@ -14,8 +14,6 @@ from typing import Any
 import gradio as gr
 
 from pipelines.style_images import STYLE_DIR, style_images
-
-DEFAULT_CHECKPOINT = "default"  # the dropdown's value for the ``anime`` role's model
 from pipelines.runtime import Runtime
 from tabs.common import owner_of, slug, uploads_root, user_errors
 from tabs.train import dataset_folder
@@ -29,6 +27,7 @@ FORM = ("epochs", "batch_size", "learning_rate", "style_loss", "lambda_content",
 NO_DEFAULT_NOTE = ("No default anime model is published for this profile: train one below (a real model needs "
                    "a GPU), or start Atelier with `--model anime=OWNER/REPO` to use a teammate's shared run.")
 DEFAULT_LABEL = "Default model"
+DEFAULT_CHECKPOINT = "default"  # the dropdown's value for the ``anime`` role's model
 
 
 class AnimeFormError(ValueError):
@@ -60,8 +59,9 @@ def pair_folder(manager: RunManager, owner: str, content: Path, style: Path, run
     return pair
 
 
-def has_default(runtime: Runtime) -> bool:
-    return bool(runtime.ref("anime").ref)
+def default_choice(runtime: Runtime) -> list[tuple[str, str]]:
+    """The dropdown entry of the ``anime`` role's model, or none when the profile has no default."""
+    return [(DEFAULT_LABEL, DEFAULT_CHECKPOINT)] if runtime.ref("anime").ref else []
 
 
 def make_handlers(manager: RunManager, runtime: Runtime):
@@ -75,9 +75,7 @@ def make_handlers(manager: RunManager, runtime: Runtime):
 
     def choices(request: gr.Request = None) -> dict[str, Any]:
         """The checkpoint dropdown's choices for the caller."""
-        found = run_checkpoints(manager, owner_of(request))
-        if has_default(runtime):
-            found.append((DEFAULT_LABEL, DEFAULT_CHECKPOINT))
+        found = run_checkpoints(manager, owner_of(request)) + default_choice(runtime)
         return gr.update(choices=found, value=found[0][1] if found else None)
 
     @user_errors
@@ -125,10 +123,9 @@ def settings_of(*values: Any) -> dict[str, Any]:
     return {k: v for k, v in zip(FORM, values) if v is not None and v != getattr(defaults, k)}
 
 
-def _stylize_section(choices, stylize, with_default: bool) -> gr.Dropdown:
-    if not with_default:
+def _stylize_section(choices, stylize, default: list[tuple[str, str]]) -> gr.Dropdown:
+    if not default:
         gr.Markdown(NO_DEFAULT_NOTE)
-    default = [(DEFAULT_LABEL, DEFAULT_CHECKPOINT)] if with_default else []
     with gr.Row():
         with gr.Column():
             # custom values let API callers pass a path; stylize checks it is one of their runs' checkpoints
@@ -184,7 +181,7 @@ def build(manager: RunManager, runtime: Runtime) -> None:
     choices, stylize, train = make_handlers(manager, runtime)
     with gr.Tab("Anime") as tab:
         with gr.Tab("Stylize"):
-            checkpoint = _stylize_section(choices, stylize, has_default(runtime))
+            checkpoint = _stylize_section(choices, stylize, default_choice(runtime))
         with gr.Tab("Train"):
             _train_section(train)
     tab.select(choices, None, checkpoint, api_visibility="private", queue=False)

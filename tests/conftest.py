@@ -47,8 +47,9 @@ def served_app(tiny_runtime, tmp_path_factory):
     demo.close()
 
 
-def render_dataset(folder: Path, n: int, seed: int = 0, **attributes) -> Path:
-    """n toy-world images with metadata.jsonl captions; attributes fix colour/shape/background."""
+def render_dataset(folder: Path, n: int, seed: int = 0, size: int = 64, suffix: str = ".png",
+                   **attributes) -> Path:
+    """n toy-world images of size x size px with metadata.jsonl captions; attributes fix colour/shape/background."""
     import json
     import random
 
@@ -58,8 +59,8 @@ def render_dataset(folder: Path, n: int, seed: int = 0, **attributes) -> Path:
     rng, rows = random.Random(seed), []
     for i in range(n):
         scene = toy_world.random_scene(rng, **attributes)
-        toy_world.render(scene).save(folder / f"{i:03d}.png")
-        rows.append({"file_name": f"{i:03d}.png", "text": scene.caption})
+        toy_world.render(scene, size).save(folder / f"{i:03d}{suffix}", quality=92)  # PNG ignores quality
+        rows.append({"file_name": f"{i:03d}{suffix}", "text": scene.caption})
     (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return folder
 

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from pipelines import toy_world
+from pipelines.anime_model import IMAGE_SIZE, MODEL_FILE
 from pipelines.registry import ANIME_TINY
 from pipelines.style_images import STYLE_DIR
 
@@ -29,8 +30,7 @@ def draw_photos(folder: Path, n: int, seed: int) -> Path:
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        fill, background = (tuple(rng.randrange(256) for _ in range(3)) for _ in range(2))
-        toy_world.paint(toy_world.random_scene(rng), fill, background, size=224).save(folder / f"{i:04d}.png")
+        toy_world.paint_open(rng, size=IMAGE_SIZE).save(folder / f"{i:04d}.png")
     return folder
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             return code
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run / "final" / "model.safetensors", args.output)
+        shutil.copyfile(run / "final" / MODEL_FILE, args.output)
         report = json.loads((run / "report.json").read_text())
         report["made_by"] = f"python -m training.anime_default --photos {args.photos}"
         (args.output.parent / "report.json").write_text(json.dumps(report, indent=2))

@@ -69,12 +69,7 @@ def render_world(n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
 def render_open_colors(n: int, seed: int) -> torch.Tensor:
     """n scenes with uniformly random RGB fill and background, as uint8 (n, 3, 64, 64)."""
     rng = random.Random(seed)
-
-    def rgb() -> tuple[int, int, int]:
-        return rng.randrange(256), rng.randrange(256), rng.randrange(256)
-
-    pixels = np.stack([np.asarray(toy_world.paint(toy_world.random_scene(rng), rgb(), rgb()))
-                       for _ in range(n)])
+    pixels = np.stack([np.asarray(toy_world.paint_open(rng)) for _ in range(n)])
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
 
@@ -171,9 +166,10 @@ def tune_decoder(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings) -> di
         opt.step()
         sched.step()
         recent = (recent + [(errors[:n_palette].mean().item(), errors[n_palette:].mean().item())])[-50:]
-        bar.set_postfix(palette=f"{np.mean([r[0] for r in recent]):.4f}", open=f"{np.mean([r[1] for r in recent]):.4f}")
+        palette_mse, open_mse = np.mean(recent, axis=0)
+        bar.set_postfix(palette=f"{palette_mse:.4f}", open=f"{open_mse:.4f}")
     vae.eval()
-    return {"palette_mse": float(np.mean([r[0] for r in recent])), "open_mse": float(np.mean([r[1] for r in recent]))}
+    return {"palette_mse": float(palette_mse), "open_mse": float(open_mse)}
 
 
 @torch.no_grad()
