@@ -15,6 +15,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Keys only SDXL LoRAs have: the second text encoder, and kohya's names for it.
 SDXL_MARKERS = ("lora_te2_", "text_encoder_2.", "te2.")
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+MAX_HEADER_BYTES = 100_000_000  # the limit the safetensors library itself enforces
 
 
 class LoraFileError(ValueError):
@@ -63,19 +64,36 @@ def read_header(path: Path) -> tuple[list[str], dict[str, list[int]], dict[str, 
     """
     with open(path, "rb") as f:
         head = f.read(8)
+        header = _safetensors_header(f, head, path.stat().st_size)
+    if header is None:
+        # Only a file that is not safetensors is looked at for pickle signatures: a valid header length can
+        # start with 0x80 or "PK" too (about one file in 256).
         if head[:2] == b"PK" or head[:1] == b"\x80":
             raise LoraFileError(f"{path.name} is a pickle file, which can run code when loaded; this hub only "
                                 "loads .safetensors LoRAs.")
-        size = int.from_bytes(head, "little") if len(head) == 8 else 0
-        if not 2 <= size <= 100_000_000:
-            raise LoraFileError(f"{path.name} is not a safetensors file.")
-        try:
-            header = json.loads(f.read(size))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise LoraFileError(f"{path.name} is not a safetensors file (its header is not JSON).") from None
+        raise LoraFileError(f"{path.name} is not a safetensors file (its header is missing or damaged); export or "
+                            "download it again as .safetensors.")
     metadata = header.pop("__metadata__", None) or {}
     shapes = {k: v.get("shape", []) for k, v in header.items() if isinstance(v, dict)}
     return list(shapes), shapes, {k: str(v) for k, v in metadata.items()}
+
+
+def _safetensors_header(f, head: bytes, file_size: int) -> dict | None:
+    """The JSON header that follows ``head`` (the 8-byte length) in ``f``, or None when it is not one."""
+    size = int.from_bytes(head, "little") if len(head) == 8 else 0
+    if not 2 <= size <= min(MAX_HEADER_BYTES, file_size - 8):
+        return None
+    raw = f.read(size)
+    if raw[:1] != b"{":
+        return None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: a header nested thousands deep, which no safetensors writer produces.
+        return None
+    if not isinstance(header, dict) or not isinstance(header.get("__metadata__", {}), dict):
+        return None
+    return header
 
 
 def classify(keys: list[str], metadata: dict[str, str], name: str) -> str:

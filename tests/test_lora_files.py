@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save, save_file
 
 from pipelines import lora_library
 from pipelines.lora_files import LoraFileError, inspect
@@ -24,12 +26,46 @@ def test_a_pickle_is_refused_without_being_unpickled(tmp_path):
     for name in ("evil.safetensors", "evil.bin", "evil.ckpt"):
         with open(tmp_path / name, "wb") as f:
             pickle.dump(Boom(), f)
-        with pytest.raises(LoraFileError, match="pickle"):
+        with pytest.raises(LoraFileError, match=f"^{name} is a pickle file, .*LoRAs\\.$"):
             inspect(tmp_path / name)
     torch.save({"x": torch.zeros(1)}, tmp_path / "zipped.safetensors")  # torch's zip pickle format
-    with pytest.raises(LoraFileError, match="pickle"):
+    with pytest.raises(LoraFileError, match="^zipped.safetensors is a pickle file, .*LoRAs\\.$"):
         inspect(tmp_path / "zipped.safetensors")
     assert not (tmp_path / "pwned").exists()
+
+
+def resaved_with_header_starting(lora: Path, prefix: bytes, dest: Path) -> Path:
+    """``lora`` saved again with a metadata pad sized so that its 8-byte header length begins with ``prefix``."""
+    tensors = load_file(lora)
+    with safe_open(str(lora), "pt") as f:
+        metadata = f.metadata() or {}
+    unpadded = save(tensors, {**metadata, "pad": ""})
+    json_length = len(unpadded[8:8 + int.from_bytes(unpadded[:8], "little")].rstrip(b" "))
+    modulus, target = 256 ** len(prefix), int.from_bytes(prefix, "little")  # a multiple of 8: no alignment pad
+    data = save(tensors, {**metadata, "pad": "x" * ((target - json_length) % modulus)})
+    assert data.startswith(prefix)
+    dest.write_bytes(data)
+    return dest
+
+
+@pytest.mark.parametrize("prefix", [b"\x80", b"PK"])
+def test_a_lora_whose_header_length_looks_like_a_pickle_is_loaded(tmp_path, prefix):
+    lora = tmp_path / "style.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.randn(4, 32),
+               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.randn(32, 4),
+               "lora_unet_down_blocks_0_attentions_0_proj_in.alpha": torch.tensor(4.0)}, lora,
+              metadata={"atelier_trigger_word": "sks"})
+    padded = resaved_with_header_starting(lora, prefix, tmp_path / "padded.safetensors")
+    found = inspect(padded)
+    assert (found.format, found.trigger_word, len(load_file(padded))) == ("kohya", "sks", 3)
+
+
+def test_a_deeply_nested_header_is_not_a_safetensors_file(tmp_path):
+    header = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    (tmp_path / "deep.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(LoraFileError) as info:
+        inspect(tmp_path / "deep.safetensors")
+    assert str(info.value).startswith("deep.safetensors is not a safetensors file")
 
 
 def test_a_folder_of_pickles_is_refused(tmp_path):
