@@ -8,8 +8,8 @@ import gradio as gr
 from pipelines import lora_library, outputs, text_to_image, xy_grid
 from pipelines.gpu import GPU_CONCURRENCY_ID, on_gpu
 from pipelines.runtime import Runtime
-from tabs.common import user_errors
-from tabs.generate import NO_LORA, loras_for, outputs_root, private_owner
+from tabs.common import outputs_root, user_errors
+from tabs.generate import NO_LORA, loras_for, private_owner
 
 
 def make_compare(runtime: Runtime, manager):

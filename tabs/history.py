@@ -5,8 +5,8 @@ import gradio as gr
 from PIL import Image
 
 from pipelines import outputs
-from tabs.common import user_errors
-from tabs.generate import outputs_root, private_owner
+from tabs.common import outputs_root, user_errors
+from tabs.generate import private_owner
 
 
 def make_handlers(manager):

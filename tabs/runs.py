@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
+from PIL import Image
 
 from tabs.common import owner_of, user_errors
 from training.launcher import RunManager, RunStatus, read_events, tail_text
@@ -28,7 +29,7 @@ class RunView:
     """Everything the tab shows about one run."""
     status: RunStatus
     loss: pd.DataFrame  # columns step, loss, series ("train" loss or "val" MSE)
-    samples: list[tuple[str, str]]  # (image path, caption), oldest first
+    samples: list[Path]  # image files, oldest first
     log: str
 
 
@@ -56,11 +57,24 @@ def loss_frame(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(points, columns=["step", "loss", "series"])
 
 
-def sample_images(run_dir: Path) -> list[tuple[str, str]]:
-    """The newest MAX_SAMPLES images in samples/, oldest first, captioned with their file name (the step)."""
+def sample_files(run_dir: Path) -> list[Path]:
+    """The newest MAX_SAMPLES images in samples/, oldest first."""
     images = [p for p in (run_dir / "samples").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
     images.sort(key=lambda p: (p.stat().st_mtime, p.name))
-    return [(str(p), p.stem) for p in images[-MAX_SAMPLES:]]
+    return images[-MAX_SAMPLES:]
+
+
+def sample_images(files: list[Path]) -> list[tuple[Image.Image, str]]:
+    """The images captioned with their file name (the step), as pictures: Gradio serves copies under random
+    names, never the run folder, which only its owner may read."""
+    images = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                images.append((im.convert("RGB"), path.stem))
+        except OSError:  # a sample being written right now shows on the next tick
+            continue
+    return images
 
 
 def log_text(run_dir: Path, state: str) -> str:
@@ -99,7 +113,7 @@ class RunsHandlers:
         """Status, loss curve, samples and log of a run the caller may see."""
         run_dir = self.manager.find(run_id, self._viewer(request))
         status = self.manager.status(run_dir)
-        return RunView(status, loss_frame(run_dir), sample_images(run_dir), log_text(run_dir, status.state))
+        return RunView(status, loss_frame(run_dir), sample_files(run_dir), log_text(run_dir, status.state))
 
     @user_errors
     def run_status(self, run: str, request: gr.Request) -> dict:
@@ -133,7 +147,7 @@ class RunsHandlers:
             "table": table_rows(runs),
             "choices": [ids, selected],
             "loss": [selected, len(view.loss)] if view else None,
-            "samples": [selected, [p for p, _ in view.samples]] if view else None,
+            "samples": [selected, [str(p) for p in view.samples]] if view else None,
             "log": [selected, view.log] if view else None,
         }
 
@@ -146,7 +160,7 @@ class RunsHandlers:
             status_markdown(status) if status else "No runs yet: start one in the Train tab.",
             progress_html(status) if status else "",
             fresh("loss", view.loss if view and len(view.loss) else None),
-            fresh("samples", view.samples if view else []),
+            gr.skip() if shown.get("samples") == new["samples"] else sample_images(view.samples) if view else [],
             fresh("log", view.log if view else ""),
             gr.Button(interactive=bool(status) and status.state in ("queued", "running")),
             gr.Button(interactive=bool(status) and status.state in ("failed", "cancelled")),

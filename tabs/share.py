@@ -9,8 +9,8 @@ from typing import Callable
 import gradio as gr
 
 from pipelines import hub_share, lora_library
-from tabs.common import owner_of, user_errors
-from tabs.generate import loras_root, private_owner
+from tabs.common import loras_root, owner_of, user_errors
+from tabs.generate import private_owner
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from pipelines.runtime import Runtime
-from tabs.common import owner_of, slug, uploads_root, user_errors
+from tabs.common import owned_folder, owner_of, slug, user_errors, user_uploads
 from training.launcher import USE_CASES, RunManager, clean_run_name, estimate
 from training.lora_settings import LoraSettings, coerce, field_types, resolve_settings
 from training.safe_zip import safe_extract_zip, single_top_folder
@@ -81,27 +81,25 @@ def set_values(settings: dict[str, Any] | None) -> dict[str, str]:
     return out
 
 
-def dataset_folder(manager: RunManager, owner: str, data_dir: str, dataset_zip: str | None,
-                   run_name: str) -> Path:
-    """The folder to train on: the typed server path, or the uploaded ZIP extracted under uploads/<owner>/."""
+def dataset_folder(manager: RunManager, owner: str, data_dir: str, dataset_zip: str | None, run_name: str,
+                   data_roots: tuple[Path, ...] = ()) -> Path:
+    """The folder to train on: one of the owner's own (see ``owned_folder``), or their ZIP extracted there."""
     data_dir = (data_dir or "").strip()
     if data_dir and dataset_zip:
         raise FormError("Give either a dataset folder or a ZIP, not both.")
-    mine = uploads_root(manager) / slug(owner)
     if dataset_zip:
+        mine = user_uploads(manager, owner)
         mine.mkdir(parents=True, exist_ok=True)
         dest = Path(tempfile.mkdtemp(prefix=f"{slug(run_name or 'dataset')}-", dir=mine))
         return single_top_folder(safe_extract_zip(dataset_zip, dest))
     if not data_dir:
         raise FormError("Give a dataset folder on the server or upload a ZIP of images.")
-    path = Path(data_dir).expanduser().resolve()
-    if path.is_relative_to(uploads_root(manager).resolve()) and not path.is_relative_to(mine.resolve()):
-        raise FormError(f"The dataset folder {data_dir} is another user's upload; upload your own ZIP instead.")
-    return path
+    return owned_folder(manager, owner, data_dir, data_roots)
 
 
-def make_handlers(manager: RunManager, profile: str):
-    """The tab's plain handlers: (collect, train, estimate_text)."""
+def make_handlers(manager: RunManager, profile: str, data_roots: tuple[Path, ...] = ()):
+    """The tab's plain handlers: (collect, train, estimate_text); ``data_roots`` are the server folders any
+    user may train on (``--data-root``)."""
 
     @user_errors
     def collect(use_case: str, *values: Any) -> dict[str, Any]:
@@ -119,7 +117,7 @@ def make_handlers(manager: RunManager, profile: str):
         overrides = set_values(settings)
         eta = estimate(resolve_settings(use_case, overrides), profile)  # refuses a bad use case or value early
         clean_run_name(run_name, use_case)  # before a ZIP is extracted for nothing
-        data = dataset_folder(manager, owner, data_dir, dataset_zip, run_name or "")
+        data = dataset_folder(manager, owner, data_dir, dataset_zip, run_name or "", data_roots)
         status = manager.status(manager.submit(use_case, run_name, data, overrides, owner, profile))
         verb = "Queued" if status.state == "queued" else "Started"
         return f"{verb} **{status.id}** ({eta}). Follow it in the Runs tab."
@@ -155,16 +153,17 @@ def widget(key: str, settings: LoraSettings) -> gr.components.Component:
     return gr.Textbox(value=value, **common)
 
 
-def build(manager: RunManager, runtime: Runtime) -> None:
+def build(manager: RunManager, runtime: Runtime, data_roots: tuple[Path, ...] = ()) -> None:
     """Lay out the tab inside the current Blocks."""
     profile = runtime.profile.name
-    collect, train, estimate_text = make_handlers(manager, profile)
+    collect, train, estimate_text = make_handlers(manager, profile, data_roots)
     initial = resolve_settings(USE_CASES[0])
     with gr.Tab("Train"):
         with gr.Row():
             with gr.Column():
                 use_case = gr.Radio(list(USE_CASES), value=USE_CASES[0], label="Use case", elem_id="train-use-case")
-                data_dir = gr.Textbox(label="Dataset folder on the server", placeholder="/data/my-images")
+                data_dir = gr.Textbox(label="Dataset", placeholder="a dataset name from the Datasets tab",
+                                      info="one of your prepared datasets, or a folder under the server's data roots")
                 dataset_zip = gr.File(label="…or a ZIP of images", file_types=[".zip"], type="filepath")
                 run_name = gr.Textbox(label="Run name", elem_id="train-run-name",
                                       placeholder="letters, digits, - and _ (empty: use case + date)")

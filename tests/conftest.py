@@ -35,15 +35,22 @@ def tiny_runtime(_cache_dir):
     return Runtime(profile=choose_profile("tiny"), cache_dir=_cache_dir)
 
 
+def serve(runtime, runs_root: Path, logins: dict[str, str] | None = None, **build):
+    """The whole hub launched in-process on a free port as app.py launches it; returns (demo, URL)."""
+    from app import build_app, launch_options
+
+    demo = build_app(runtime, runs_root=runs_root, **build)
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                        **launch_options(runs_root, logins or {}))
+    return demo, f"http://127.0.0.1:{port}/"
+
+
 @pytest.fixture(scope="session")
 def served_app(tiny_runtime, tmp_path_factory):
     """The whole hub launched in-process on a free port; yields its URL."""
-    from app import build_app
-
-    demo = build_app(tiny_runtime, runs_root=tmp_path_factory.mktemp("runs"))
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
+    demo, url = serve(tiny_runtime, tmp_path_factory.mktemp("runs"))
+    yield url
     demo.close()
 
 

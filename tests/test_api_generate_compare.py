@@ -13,14 +13,10 @@ PROMPT = "a red square on a white background"
 @pytest.fixture(scope="module")
 def hub(tiny_runtime, toy_dataset, tmp_path_factory):
     """The hub with one finished LoRA run of user "local"; yields (url, runs root)."""
-    from app import build_app
-
     root = tmp_path_factory.mktemp("hub") / "runs"
     make_run(root, toy_dataset, name="api-lora", trigger="sks")
-    demo = build_app(tiny_runtime, runs_root=root)
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/", root
+    demo, url = serve(tiny_runtime, root)
+    yield url, root
     demo.close()
 
 

@@ -93,11 +93,12 @@ def test_submit_runs_to_done_and_reads_events_back(make_manager, data):
     assert request["owner"] == "local" and request["args"][-2:] == ["--set", "rank=4"]
     assert (run_dir / "config.toml").exists() and (run_dir / "samples").is_dir()
     assert [r.id for r in manager.list_runs("local")] == ["fashion/first"]
-    from tabs.runs import loss_frame, sample_images
+    from tabs.runs import loss_frame, sample_files, sample_images
 
     curve = loss_frame(run_dir)
     assert list(curve["series"]) == ["train"] * 3 + ["val"] and curve["loss"].iloc[-1] == 0.5
-    assert [caption for _, caption in sample_images(run_dir)] == ["step-3-0"]
+    [(image, caption)] = sample_images(sample_files(run_dir))
+    assert caption == "step-3-0" and image.getpixel((0, 0)) == (220, 40, 40)  # a picture, not a server path
 
 
 def test_submit_refuses_bad_input_and_numbers_taken_names(make_manager, data):
@@ -226,7 +227,7 @@ def test_train_tab_sends_only_changed_settings_and_requires_rights_for_dreamboot
     from tabs.train import FORM_FIELDS, make_handlers, preset_form
 
     manager = make_manager(max_active=0)
-    collect, train, estimate_text = make_handlers(manager, "tiny")
+    collect, train, estimate_text = make_handlers(manager, "tiny", data_roots=(data,))
     values = dict(zip(FORM_FIELDS, preset_form("ghibli")))
     values.update(rank=16, validation_prompts="a red square\na blue circle", hflip=0.5)  # hflip: the preset's
     changes = collect("ghibli", *values.values())
@@ -255,7 +256,7 @@ def test_train_tab_sends_only_changed_settings_and_requires_rights_for_dreamboot
     assert train("dreambooth", "", str(archive), "face", {}, True, None).startswith("Queued **dreambooth/face**")
     extracted = Path(json.loads((manager.runs_root / "dreambooth" / "face" / "request.json").read_text())["data"])
     assert extracted.name == "faces" and extracted.is_relative_to(manager.runs_root.parent / "uploads" / "local")
-    with pytest.raises(gr.Error, match="another user's upload"):
+    with pytest.raises(gr.Error, match="is not one of your datasets"):
         train("dreambooth", str(extracted), None, "steal", {}, True, SimpleNamespace(username="mallory"))
 
 

@@ -39,6 +39,9 @@ RUN_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")  # what may appear as a path part when looking a run up
 CHECKPOINT = re.compile(r"step-\d+")
 TAIL_BYTES = 64 * 1024  # the end of events.jsonl holds everything a status needs
+# Settings that name a server folder: a run submitted through the hub would read or write wherever they
+# point, so only the command line (the server's operator) may set them.
+SERVER_PATH_SETTINGS = ("class_data_dir",)
 
 # Rough figures for the estimate only: seconds per optimizer step of REFERENCE_IMAGES_PER_STEP images
 # (batch 1 x 4 accumulation, as in every preset). Validation, sampling and model loading are not counted.
@@ -265,6 +268,10 @@ class RunManager:
         if max_steps is not None and max_steps < 1:
             raise LaunchError(f"Max steps must be at least 1, not {max_steps}.")
         overrides = {str(k): str(v) for k, v in overrides.items()}
+        for key in SERVER_PATH_SETTINGS:
+            if overrides.get(key, "").strip():
+                raise LaunchError(f"Setting {key} names a folder on the server and cannot be set here; leave it "
+                                  "empty and the class images are made and cached for you.")
         # a bad value is refused here, before any folder exists
         if use_case == "anime":
             total = _anime_steps(data, overrides)
