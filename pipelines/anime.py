@@ -32,7 +32,8 @@ def check_image(image, name: str) -> Image.Image:
         try:
             return open_image(image, max_pixels=MAX_INPUT_PIXELS).image
         except ImageProblem as err:
-            raise StylizeError(f"The {name} image: {err}") from None
+            raise StylizeError(f"The {name} image: {str(err).rstrip('.')}; upload a PNG or JPEG photo "
+                               "instead.") from None
     if not isinstance(image, Image.Image):
         raise StylizeError(f"The {name} image must be a PIL image or a file path, not {type(image).__name__}.")
     if image.width * image.height > MAX_INPUT_PIXELS:

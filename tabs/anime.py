@@ -16,6 +16,7 @@ import gradio as gr
 from pipelines.style_images import STYLE_DIR, style_images
 from pipelines.runtime import Runtime
 from tabs.common import owner_of, slug, uploads_root, user_errors
+from tabs.image_file import ImageFile
 from tabs.train import dataset_folder
 from training.anime_settings import AnimeSettings, resolve
 from training.launcher import RunManager, clean_run_name
@@ -133,8 +134,8 @@ def _stylize_section(choices, stylize, default: list[tuple[str, str]]) -> gr.Dro
                                      value=default[0][1] if default else None, allow_custom_value=True,
                                      elem_id="anime-checkpoint")
             refresh = gr.Button("Refresh checkpoints", size="sm")
-            content = gr.Image(label="Content photo", type="filepath", elem_id="anime-content")
-            style = gr.Image(label="Style image", type="filepath", elem_id="anime-style")
+            content = ImageFile(label="Content photo", elem_id="anime-content")
+            style = ImageFile(label="Style image", elem_id="anime-style")
             gr.Examples([[str(p)] for p in style_images()], inputs=[style], label="Shipped style images")
             alpha = gr.Slider(0, 1, value=1, step=0.05, label="Alpha (0 = content, 1 = full style)")
             keep = gr.Checkbox(label="Preserve the photo's colours")

@@ -13,6 +13,7 @@ from pipelines.gpu import GPU_CONCURRENCY_ID, on_gpu
 from pipelines.lora_adapters import adapters_for
 from pipelines.runtime import Runtime
 from tabs.common import owner_of, user_errors
+from tabs.image_file import ImageFile
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,13 @@ def png_info(image_path: str | None) -> str:
     """The ``png_info`` endpoint: the A1111 parameters text of a PNG (one sentence when it has none)."""
     if not image_path:
         raise infotext.InfotextError("Drop a PNG made by this hub or A1111 to read its parameters.")
+    from training.image_checks import ImageProblem, open_image  # on first use: OpenCV would slow page start
+
+    try:
+        open_image(image_path)  # the upload reaches us undecoded: refuse non-images, broken files and bombs
+    except ImageProblem as err:
+        raise infotext.InfotextError(f"{str(err).rstrip('.')}; drop a PNG made by this hub or A1111 "
+                                     "instead.") from None
     with Image.open(image_path) as image:
         text = infotext.read_parameters(image)
     infotext.parse(text)  # a text without a settings line is reported now, not at restore time
@@ -157,8 +165,7 @@ def build(runtime: Runtime, manager=None) -> None:
                                      buttons=["download", "fullscreen"])
                 used_seed = gr.Number(label="Seed used", precision=0, interactive=False)
                 with gr.Accordion("PNG info", open=False):
-                    png = gr.Image(label="Drop a PNG", type="filepath", image_mode=None, sources=["upload"],
-                                   elem_id="png-info-image")
+                    png = ImageFile(label="Drop a PNG", sources=["upload"], elem_id="png-info-image")
                     params = gr.Textbox(label="Parameters", lines=5, interactive=False, elem_id="png-info-text")
                     send = gr.Button("↩ Restore into Generate", size="sm")
         inputs = [prompt, negative, steps, cfg, seed, width, height, count, sampler, batch_count, spec, triggers]
