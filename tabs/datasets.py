@@ -30,6 +30,15 @@ CAPTION_HEADERS = ["file_name", "text"]
 GALLERY_LIMIT = 60  # thumbnails shown; the caption table lists every image
 THUMBNAIL = 192
 RIGHTS_LABEL = "I have the right to use these photos"
+# The form's labels by option name; preparation messages name a setting by its label, never its CLI flag.
+LABELS = {"captions": "Captions (JSON, CSV or metadata.jsonl; else the one in the upload)", "min_size": "Min size (px)",
+          "min_caption": "Min caption (characters)", "sample": "Sample", "seed": "Seed",
+          "phash_distance": "Duplicate distance (bits)", "drop_text": "Drop images with text (else flagged)",
+          "caption": "Caption with BLIP", "style_suffix": "Style suffix", "deny_words": "Names to remove from captions",
+          "crop_face": "Crop a square around the face", "size": "Output size (Ghibli, DreamBooth)"}
+# What messages call the upload (never its server folder) and the settings the form does not show.
+MESSAGE_NAMES = {**{option: f"“{label}”" for option, label in LABELS.items()}, "images": "Your upload",
+                 "min_sharpness": "the sharpness threshold", "max_aspect": "the aspect-ratio limit"}
 
 
 class DatasetFormError(ValueError):
@@ -113,16 +122,17 @@ def make_handlers(manager: RunManager, runtime: Runtime):
             return prepare_fashion(FashionOptions(
                 images=source, out=out, captions=Path(captions_file) if captions_file else None,
                 min_size=int(values["min_size"]), min_caption=int(values["min_caption"]),
-                sample=int(values["sample"]), seed=int(values["seed"])))
+                sample=int(values["sample"]), seed=int(values["seed"]), labels=MESSAGE_NAMES))
         if use_case == "ghibli":
             deny = tuple(w.strip() for w in (values["deny_words"] or "").splitlines() if w.strip())
             options = GhibliOptions(images=source, out=out, size=int(values["size"]),
                                     phash_distance=int(values["phash_distance"]), caption=bool(values["caption"]),
                                     style_suffix=values["style_suffix"] or "", extra_deny=deny,
-                                    drop_text=bool(values["drop_text"]))
+                                    drop_text=bool(values["drop_text"]), labels=MESSAGE_NAMES)
             return prepare_ghibli(options, runtime_captioner(runtime) if options.caption else None)
         return prepare_dreambooth(PortraitOptions(images=source, out=out, crop_face=bool(values["crop_face"]),
-                                                  size=int(values["size"])), face_detector(runtime))
+                                                  size=int(values["size"]), labels=MESSAGE_NAMES),
+                                  face_detector(runtime))
 
     @user_errors
     @on_gpu
@@ -133,6 +143,8 @@ def make_handlers(manager: RunManager, runtime: Runtime):
                 crop_face: bool = False, rights_confirmed: bool = False, request: gr.Request = None,
                 progress=gr.Progress(track_tqdm=True)):
         """Prepare the upload; returns (summary, report rows, gallery, caption rows, dataset folder)."""
+        from training.prepare_common import PrepareError  # on first use: it loads the image checks (OpenCV)
+
         if use_case not in USE_CASES:
             raise DatasetFormError(f"Unknown use case {use_case!r}; choose one of: {', '.join(USE_CASES)}.")
         if use_case == "dreambooth" and not rights_confirmed:
@@ -146,13 +158,17 @@ def make_handlers(manager: RunManager, runtime: Runtime):
         try:
             out = work / "dataset"
             report = run(use_case, stage_upload(files, zip_file, work), out, captions_file, values)
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-written stays behind
+            if isinstance(err, PrepareError) and err.report is not None:
+                # nothing usable: the report table is where each file's reason shows
+                gr.Warning(str(err))
+                return f"**{err}**", err.report.rows(), [], [], ""
             raise
         finally:
             shutil.rmtree(work / "input", ignore_errors=True)
-        summary = (f"**{report.summary()}**\n\nDataset folder: `{out}` (use it as the Train tab's dataset folder; "
-                   "report.md and report.json are inside).")
+        summary = (f"**{report.summary()}**\n\nUse the Dataset folder below as the Train tab's dataset folder "
+                   "(report.md and report.json are inside).")
         return summary, report.rows(), gallery(out), caption_rows(out), str(out)
 
     @user_errors
@@ -182,25 +198,25 @@ def build(manager: RunManager, runtime: Runtime) -> None:
                 files = gr.File(label="A folder of images", file_count="directory", type="filepath")
                 zip_file = gr.File(label="…or a ZIP", file_types=[".zip"], type="filepath")
                 with gr.Group(visible=True) as fashion_box:
-                    captions_file = gr.File(label="Captions (JSON, CSV or metadata.jsonl; else the one in the upload)",
-                                            file_types=[".json", ".jsonl", ".csv"], type="filepath")
+                    captions_file = gr.File(label=LABELS["captions"], file_types=[".json", ".jsonl", ".csv"],
+                                            type="filepath")
                     with gr.Row():
-                        min_size = gr.Number(256, precision=0, label="Min size (px)")
-                        min_caption = gr.Number(10, precision=0, label="Min caption (characters)")
-                        sample = gr.Number(10_000, precision=0, label="Sample")
-                        seed = gr.Number(0, precision=0, label="Seed")
+                        min_size = gr.Number(256, precision=0, label=LABELS["min_size"])
+                        min_caption = gr.Number(10, precision=0, label=LABELS["min_caption"])
+                        sample = gr.Number(10_000, precision=0, label=LABELS["sample"])
+                        seed = gr.Number(0, precision=0, label=LABELS["seed"])
                 with gr.Group(visible=False) as ghibli_box:
                     with gr.Row():
-                        phash = gr.Slider(0, 16, value=DEFAULT_MAX_DISTANCE, step=1, label="Duplicate distance (bits)")
-                        drop_text = gr.Checkbox(label="Drop images with text (else flagged)")
-                    caption = gr.Checkbox(label="Caption with BLIP", value=True)
-                    style_suffix = gr.Textbox(DEFAULT_STYLE_SUFFIX, label="Style suffix")
-                    deny_words = gr.Textbox("", label="Names to remove from captions", lines=2,
+                        phash = gr.Slider(0, 16, value=DEFAULT_MAX_DISTANCE, step=1, label=LABELS["phash_distance"])
+                        drop_text = gr.Checkbox(label=LABELS["drop_text"])
+                    caption = gr.Checkbox(label=LABELS["caption"], value=True)
+                    style_suffix = gr.Textbox(DEFAULT_STYLE_SUFFIX, label=LABELS["style_suffix"])
+                    deny_words = gr.Textbox("", label=LABELS["deny_words"], lines=2,
                                             placeholder="one per line, e.g. Totoro")
                 with gr.Group(visible=False) as dreambooth_box:
-                    crop_face = gr.Checkbox(label="Crop a square around the face")
+                    crop_face = gr.Checkbox(label=LABELS["crop_face"])
                     rights = gr.Checkbox(label=RIGHTS_LABEL)
-                size = gr.Number(512, precision=0, label="Output size (Ghibli, DreamBooth)")
+                size = gr.Number(512, precision=0, label=LABELS["size"])
                 with gr.Row():
                     go = gr.Button("Prepare", variant="primary", elem_id="data-prepare")
                     stop = gr.Button("Stop")

@@ -70,3 +70,7 @@ def test_the_largest_of_a_group_is_kept_and_distance_zero_still_matches_identica
               "same": fingerprint(image)}
     assert near_duplicates(prints, max_distance=6) == {"small": "big", "same": "big"}
     assert near_duplicates({"a": fingerprint(image), "b": fingerprint(image.copy())}, max_distance=0) == {"b": "a"}
+
+
+def test_no_images_have_no_duplicates():
+    assert near_duplicates({}) == {}

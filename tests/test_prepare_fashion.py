@@ -100,7 +100,9 @@ def test_empty_result_or_a_crash_writes_nothing(shop, monkeypatch):
     with pytest.raises(PrepareError) as info:
         prepare_fashion(FashionOptions(images=shop / "images", captions=shop / "captions.csv", out=out,
                                        min_size=5000))
-    assert str(info.value).startswith("No images are left after filtering (") and "too small" in str(info.value)
+    message, report = str(info.value), info.value.report
+    assert message.startswith(f"No usable images: {len(report.dropped)} were dropped (") and "too small" in message
+    assert message.endswith("; see the report for each file's reason.") and str(shop) not in message
     assert not out.exists()
 
     def crash(*args):

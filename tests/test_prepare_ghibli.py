@@ -40,6 +40,19 @@ def collection(tmp_path):
     return folder
 
 
+def test_every_image_dropped_is_one_sentence_with_the_report(tmp_path):
+    folder = tmp_path / "stills"
+    for i in range(2):
+        save(blurry(i), folder / f"b{i}.png")
+    truncated(folder / "cut.jpg")
+    with pytest.raises(PrepareError) as info:
+        prepare_ghibli(GhibliOptions(images=folder, out=tmp_path / "out"))
+    assert str(info.value) == ("No usable images: 3 were dropped (2 blurry, 1 unreadable); see the report for each "
+                               "file's reason.")
+    assert sorted(n.file for n in info.value.report.dropped) == ["b0.png", "b1.png", "cut.jpg"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_folder_import(collection, tmp_path):
     report = prepare_ghibli(GhibliOptions(images=collection, out=tmp_path / "out", size=128))
     assert sorted(report.kept) == ["0.png", "1.png", "2.png", "3-copy.png", "4.png", "5.png", "poster.png"]

@@ -41,7 +41,8 @@ def test_too_few_usable_photos_says_why_and_writes_nothing(tmp_path, haar):
     with pytest.raises(PrepareError) as info:
         prepare_dreambooth(PortraitOptions(images=photos, out=tmp_path / "out", crop_face=True), haar)
     message = str(info.value)
-    assert message.startswith("Only 0 of 7 photos are usable; DreamBooth needs at least 5. Not usable: ")
+    assert message.startswith("Only 0 of 7 photos are usable, and DreamBooth needs at least 5; not usable: ")
+    assert str(tmp_path) not in message and len(info.value.report.dropped) == 7
     assert "blank-0.png: no face found, so it cannot be cropped around one face" in message
     assert "broken.jpg is truncated or corrupt" in message
     assert not (tmp_path / "out").exists()

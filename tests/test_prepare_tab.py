@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tabs import datasets
-from tests.prepare_images import photo, save
+from tests.prepare_images import blurry, photo, save, truncated
 from training.launcher import RunManager
 
 MALLORY = SimpleNamespace(username="mallory")
@@ -45,7 +45,7 @@ def test_fashion_folder_upload_then_edit_captions(tab, tmp_path):
     captions.write_text(json.dumps({"a.png": "a red circle dress", "b.png": "a blue square coat",
                                     "c.png": "a green triangle hat"}))
     summary, report, gallery, rows, folder = tab.prepare("fashion", [str(f) for f in files] + [str(captions)])
-    assert summary.startswith("**fashion: kept 2, dropped 3 (2 no caption, 1 ambiguous)") and folder in summary
+    assert summary.startswith("**fashion: kept 2, dropped 3 (2 no caption, 1 ambiguous)") and folder not in summary
     assert Path(folder).parent.parent == tab.root and not (Path(folder).parent / "input").exists()
     assert "a.png matches 2 images (same-name-1/a.png, same-name-2/a.png)" in report[0][2]
     assert [r[1] for r in report] == ["dropped"] * 3 + ["kept"] * 2
@@ -95,10 +95,40 @@ def test_errors_are_one_sentence_and_leave_nothing(tab, tmp_path):
     assert error(tab.prepare, "ghibli") == "Upload a folder of images or a ZIP first."
     assert error(tab.prepare, "dreambooth", blank) == \
         "Tick “I have the right to use these photos” before preparing photos of people."
-    assert error(tab.prepare, "dreambooth", blank, crop_face=True, rights_confirmed=True).startswith(
-        "Only 0 of 3 photos are usable; DreamBooth needs at least 5. Not usable: 0.png: no face found")
+    summary, report, *_ = tab.prepare("dreambooth", blank, crop_face=True, rights_confirmed=True)
+    assert summary.startswith("**Only 0 of 3 photos are usable, and DreamBooth needs at least 5; not usable: "
+                              "0.png: no face found")
+    assert [row[:2] for row in report] == [[f"{i}.png", "dropped"] for i in range(3)]
     (tmp_path / "bad.zip").write_bytes(b"not a zip")
     assert error(tab.prepare, "ghibli", None, str(tmp_path / "bad.zip")) == "bad.zip is not a readable ZIP file."
+    assert list(tab.root.iterdir()) == []
+
+
+def test_messages_name_the_upload_and_the_form_fields_never_a_server_path_or_flag(tab, tmp_path):
+    photos = [str(save(photo(i), tmp_path / "up" / f"{i}.png")) for i in range(2)]
+    assert error(tab.prepare, "fashion", photos) == (
+        "Your upload has no caption file; add one (JSON, CSV or metadata.jsonl) or give one with “Captions (JSON, "
+        "CSV or metadata.jsonl; else the one in the upload)”.")
+    assert error(tab.prepare, "fashion", photos, min_size=0) == "“Min size (px)” must be at least 1, not 0."
+    assert error(tab.prepare, "ghibli", photos, size=4) == \
+        "“Output size (Ghibli, DreamBooth)” 4 is outside 8-4096 pixels."
+
+    captions = tmp_path / "up" / "captions.json"
+    captions.write_text(json.dumps({"0.png": "a red circle dress", "1.png": "a blue square coat"}))
+    summary, report, *_ = tab.prepare("fashion", photos, captions_file=str(captions), min_size=400)
+    assert summary == "**No usable images: 2 were dropped (2 too small); see the report for each file's reason.**"
+    assert report[0] == ["0.png", "dropped",
+                         "0.png is 320x320, smaller than “Min size (px)” 400 on its shorter side."]
+
+    # Ghibli with every image dropped: no dedupe of nothing, the report says why for each file.
+    dropped = [str(save(blurry(i), tmp_path / "still" / f"b{i}.png")) for i in range(2)]
+    dropped.append(str(truncated(tmp_path / "still" / "cut.jpg")))
+    summary, report, gallery, rows, folder = tab.prepare("ghibli", dropped, caption=False)
+    assert summary == "**No usable images: 3 were dropped (2 blurry, 1 unreadable); see the report for each file's " \
+                      "reason.**"
+    assert (gallery, rows, folder) == ([], [], "")
+    assert report[0][0] == "b0.png" and "< the sharpness threshold 5.0" in report[0][2]
+    assert not any("--" in row[2] or str(tmp_path) in row[2] for row in report)
     assert list(tab.root.iterdir()) == []
 
 

@@ -176,15 +176,18 @@ def csv_problem(text: str) -> tuple[int, int, str] | None:
     return None
 
 
-def caption_file_in(folder: Path) -> Path | None:
-    """The one caption file at the top of ``folder`` (metadata.jsonl first), or None when there is none."""
+def caption_file_in(folder: Path, name: str | None = None, choose_with: str = "--captions") -> Path | None:
+    """The one caption file at the top of ``folder`` (metadata.jsonl first), or None when there is none.
+
+    ``name`` is how a message calls the folder (default: its name), ``choose_with`` where the user picks a file.
+    """
     if (folder / METADATA).is_file():
         return folder / METADATA
     found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CAPTION_SUFFIXES
                    and not p.name.startswith("."))
     if len(found) > 1:
-        raise CaptionFileError(f"{folder.name} holds several caption files ({', '.join(p.name for p in found)}); "
-                               "keep one or name it with --captions.")
+        raise CaptionFileError(f"{name or folder.name} holds several caption files "
+                               f"({', '.join(p.name for p in found)}); keep one or name it with {choose_with}.")
     return found[0] if found else None
 
 

@@ -64,6 +64,8 @@ def near_duplicates(prints: dict[Hashable, Fingerprint], max_distance: int = DEF
                     colour_tolerance: float = COLOUR_TOLERANCE) -> dict[Hashable, Hashable]:
     """{duplicate key: kept key}. Images are visited largest first; each one either matches an image already
     kept (it joins the closest) or is kept itself, so groups never chain and the kept one is the largest."""
+    if not prints:
+        return {}  # numpy cannot shape the colour table of no images
     keys = sorted(prints, key=lambda k: (-prints[k].pixels, -prints[k].file_bytes, str(k)))
     phash = np.array([prints[k].phash for k in keys], dtype=np.uint64)
     dhash = np.array([prints[k].dhash for k in keys], dtype=np.uint64)

@@ -1,15 +1,16 @@
 """What every dataset preparation shares: the staged output folder, the input listing, unique names, saving."""
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
@@ -17,6 +18,8 @@ from PIL import Image
 from training.image_checks import Opened
 from training.lora_data import IMAGE_EXTENSIONS
 from training.prepare_report import Report
+
+log = logging.getLogger(__name__)
 
 INPUT_EXTENSIONS = (*IMAGE_EXTENSIONS, ".tif", ".tiff", ".gif", ".jfif")
 # Files that travel with image folders and are not images: skipped without a report line.
@@ -27,6 +30,38 @@ JPEG_QUALITY = 95
 
 class PrepareError(ValueError):
     """The preparation cannot produce a dataset; the message says why and what to do."""
+
+    def __init__(self, message: str, report: Report | None = None):
+        super().__init__(message)
+        self.report = report  # when the input was read but nothing was usable: each file's reason
+
+
+@dataclass
+class PrepareOptions:
+    """What every use case's options share: the names messages give the settings and the input."""
+    # option -> how the caller names it, e.g. {"min_size": "“Min size (px)”", "images": "Your upload"} in the UI;
+    # unnamed settings are called by their command-line flag and the input by its path
+    labels: Mapping[str, str] = field(default_factory=dict, kw_only=True)
+
+    def name_of(self, option: str) -> str:
+        """How a message names the setting ``option``: the caller's label, else its command-line flag."""
+        return self.labels.get(option) or "--" + option.replace("_", "-")
+
+    def input_name(self, path: Path | str) -> str:
+        """How a message names the input folder: the caller's label, else its path."""
+        return self.labels.get("images") or str(path)
+
+    def check_range(self, option: str, low: float, high: float | None = None, unit: str = "") -> None:
+        """Refuse the setting ``option`` below ``low`` or above ``high`` with one sentence naming it."""
+        value = getattr(self, option)
+        if high is not None and not low <= value <= high:
+            raise PrepareError(f"{self.name_of(option)} {value} is outside {low}-{high}{unit}.")
+        if value < low:
+            raise PrepareError(f"{self.name_of(option)} must be at least {low}, not {value}.")
+
+    def report_settings(self, *hidden: str) -> dict[str, str]:
+        """The settings a report records: every option but the labels and ``hidden``."""
+        return {k: str(v) for k, v in asdict(self).items() if k not in ("labels", *hidden)}
 
 
 @dataclass(frozen=True)
@@ -173,7 +208,14 @@ def zip_folder(folder: Path, target: Path) -> Path:
     return target
 
 
-def nothing_left(report: Report, out: Path) -> PrepareError:
-    """The error for an empty result, with the reasons counted."""
-    reasons = ", ".join(f"{n} {kind}" for kind, n in report.dropped_counts().items()) or "no input images"
-    return PrepareError(f"No images are left after filtering ({reasons}); nothing was written to {out}.")
+def nothing_left(report: Report) -> PrepareError:
+    """The error for a result without images, carrying the report that says why each file was dropped."""
+    if not report.dropped:
+        return PrepareError("No usable images: the input holds no image files; add PNG or JPEG images to it.",
+                            report)
+    for note in report.dropped:  # the command line's copy of the report, which is never written
+        log.warning("dropped %s", note.message)
+    reasons = ", ".join(f"{n} {kind}" for kind, n in report.dropped_counts().items())
+    count = len(report.dropped)
+    return PrepareError(f"No usable images: {count} {'was' if count == 1 else 'were'} dropped ({reasons}); see the "
+                        "report for each file's reason.", report)

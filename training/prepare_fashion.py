@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
@@ -18,8 +18,8 @@ from training import captions_io
 from training.captions_io import Captions, CaptionFileError
 from training.image_checks import (DEFAULT_MAX_PIXELS, DEFAULT_MIN_SHARPNESS, ImageProblem, aspect_ratio, open_image,
                                    sharpness)
-from training.prepare_common import (PrepareError, Source, check_separate, copy_untouched, encode_image,
-                                     list_sources, nothing_left, record_kept, staged_output, zip_folder)
+from training.prepare_common import (PrepareError, PrepareOptions, Source, check_separate, copy_untouched,
+                                     encode_image, list_sources, nothing_left, record_kept, staged_output, zip_folder)
 from training.prepare_report import Report
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ DEFAULT_MAX_ASPECT = 2.5  # a 2:3 portrait shot is 1.5; beyond 2.5 the centre cr
 
 
 @dataclass
-class FashionOptions:
+class FashionOptions(PrepareOptions):
     images: Path
     out: Path
     captions: Path | None = None  # None: the one caption file at the top of ``images``
@@ -46,10 +46,8 @@ class FashionOptions:
         """Refuse impossible settings and a missing image folder with one sentence."""
         if not Path(self.images).is_dir():
             raise PrepareError(f"The image folder {self.images} does not exist or is not a folder.")
-        if self.min_size < 1 or self.min_caption < 0 or self.sample < 1:
-            raise PrepareError("--min-size and --sample must be at least 1 and --min-caption at least 0.")
-        if self.max_aspect < 1:
-            raise PrepareError("--max-aspect is longer side / shorter side, so it must be at least 1.")
+        for option, low in (("min_size", 1), ("min_caption", 0), ("sample", 1), ("max_aspect", 1)):
+            self.check_range(option, low)
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ def prepare_fashion(options: FashionOptions) -> Report:
     """Filter, sample and write the fashion set to ``options.out``; returns the report (also written there)."""
     options.check()
     check_separate(options.images, options.out)
-    report = Report("fashion", settings={k: str(v) for k, v in asdict(options).items()})
+    report = Report("fashion", settings=options.report_settings())
     caption_file, captions = _read_caption_file(options)
     for warning in captions.warnings:
         report.warn(caption_file.name, "caption file", warning)
@@ -76,7 +74,7 @@ def prepare_fashion(options: FashionOptions) -> Report:
         candidates = [c for c in (_check(s, text, options, report) for s, text in tqdm(pairs, desc="check")) if c]
         chosen = _sample(candidates, options, report)
         if not chosen:
-            raise nothing_left(report, options.out)
+            raise nothing_left(report)
         rows = []
         for c in tqdm(chosen, desc="write"):
             name = (copy_untouched(c.source, c.format, c.untouched, stage)
@@ -95,10 +93,11 @@ def prepare_fashion(options: FashionOptions) -> Report:
 
 def _read_caption_file(options: FashionOptions) -> tuple[Path, Captions]:
     try:
-        path = options.captions or captions_io.caption_file_in(Path(options.images))
+        where, flag = options.input_name(options.images), options.name_of("captions")
+        path = options.captions or captions_io.caption_file_in(Path(options.images), where, flag)
         if path is None:
-            raise PrepareError(f"{options.images} has no caption file; pass one with --captions (JSON, CSV or "
-                               "metadata.jsonl).")
+            raise PrepareError(f"{where} has no caption file; add one (JSON, CSV or metadata.jsonl) or give one "
+                               f"with {flag}.")
         return Path(path), captions_io.read_captions(path)
     except CaptionFileError as err:
         raise PrepareError(str(err)) from None
@@ -155,7 +154,7 @@ def _check(source: Source, caption: str, options: FashionOptions, report: Report
     rel = source.rel
     if len(caption.strip()) < options.min_caption:
         report.drop(rel, "short caption", f"{rel}: its caption has {len(caption.strip())} characters, fewer than "
-                    f"--min-caption {options.min_caption}.")
+                    f"{options.name_of('min_caption')} {options.min_caption}.")
         return None
     try:
         opened = open_image(source.path, options.max_pixels)
@@ -165,16 +164,16 @@ def _check(source: Source, caption: str, options: FashionOptions, report: Report
     image = opened.image
     width, height = image.size
     if min(width, height) < options.min_size:
-        report.drop(rel, "too small", f"{rel} is {width}x{height}, smaller than --min-size {options.min_size} "
-                    "on its shorter side.")
+        report.drop(rel, "too small", f"{rel} is {width}x{height}, smaller than {options.name_of('min_size')} "
+                    f"{options.min_size} on its shorter side.")
         return None
     if aspect_ratio(image.size) > options.max_aspect:
         report.drop(rel, "aspect ratio", f"{rel} is {width}x{height} (aspect {aspect_ratio(image.size):.2f}), "
-                    f"more elongated than --max-aspect {options.max_aspect}.")
+                    f"more elongated than {options.name_of('max_aspect')} {options.max_aspect}.")
         return None
     sharp = sharpness(image)
     if sharp < options.min_sharpness:
-        report.drop(rel, "blurry", f"{rel} looks blurry (sharpness {sharp:.1f} < --min-sharpness "
+        report.drop(rel, "blurry", f"{rel} looks blurry (sharpness {sharp:.1f} < {options.name_of('min_sharpness')} "
                     f"{options.min_sharpness}).")
         return None
     return Candidate(source, caption.strip(), width, height, sharp, opened.format, opened.untouched)

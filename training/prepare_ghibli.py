@@ -11,7 +11,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -22,8 +22,8 @@ from training.caption_clean import DEFAULT_STYLE_SUFFIX, clean_caption, load_den
 from training.dedupe import DEFAULT_MAX_DISTANCE, Fingerprint, exact_duplicates, fingerprint, hamming, near_duplicates
 from training.image_checks import (DEFAULT_MAX_PIXELS, DEFAULT_MIN_SHARPNESS, ImageProblem, centre_square, fit_square,
                                    open_image, sharpness)
-from training.prepare_common import (PrepareError, Source, check_separate, encode_image, list_sources, nothing_left,
-                                     record_kept, staged_output)
+from training.prepare_common import (PrepareError, PrepareOptions, Source, check_separate, encode_image, list_sources,
+                                     nothing_left, record_kept, staged_output)
 from training.prepare_report import Report
 from training.safe_zip import UnsafeZipError, safe_extract_zip, single_top_folder
 from training.text_regions import DEFAULT_THRESHOLD, text_fraction
@@ -36,7 +36,7 @@ Captioner = Callable[[list[Image.Image]], list[str]]
 
 
 @dataclass
-class GhibliOptions:
+class GhibliOptions(PrepareOptions):
     out: Path
     images: Path | None = None  # exactly one of images, zip, urls
     zip: Path | None = None
@@ -62,10 +62,8 @@ class GhibliOptions:
         source = Path(getattr(self, given[0]))
         if not (source.is_dir() if given[0] == "images" else source.is_file()):
             raise PrepareError(f"The {given[0]} source {source} does not exist.")
-        if not 8 <= self.size <= 4096:
-            raise PrepareError(f"--size {self.size} is outside 8-4096 pixels.")
-        if not 0 <= self.phash_distance <= 64:
-            raise PrepareError(f"--phash-distance {self.phash_distance} is outside 0-64 bits.")
+        self.check_range("size", 8, 4096, " pixels")
+        self.check_range("phash_distance", 0, 64, " bits")
         if self.deny_words and not Path(self.deny_words).is_file():
             raise PrepareError(f"The deny-words file {self.deny_words} does not exist.")
 
@@ -84,13 +82,14 @@ def prepare_ghibli(options: GhibliOptions, captioner: Captioner | None = None) -
     if options.caption and captioner is None:
         raise ValueError("prepare_ghibli(caption=True) needs a captioner")
     deny = [*load_deny_words(options.deny_words), *options.extra_deny]
-    report = Report("ghibli", settings={k: str(v) for k, v in asdict(options).items() if k != "extra_deny"})
+    report = Report("ghibli", settings=options.report_settings("extra_deny"))
     with staged_output(options.out, options.overwrite) as stage, _incoming(options, report) as (folder, origin):
         sources = _drop_exact(list_sources(folder, report), report)
         kept = [c for c in (_process(s, options, stage, report) for s in tqdm(sources, desc="check")) if c]
-        kept = _flag_text(_drop_near(kept, options, stage, report), options, stage, report)
+        if kept:  # there is nothing to compare when every image was dropped
+            kept = _flag_text(_drop_near(kept, options, stage, report), options, stage, report)
         if not kept:
-            raise nothing_left(report, options.out)
+            raise nothing_left(report)
         rows = list(zip((c.name for c in kept), _captions(kept, stage, options, deny, captioner)))
         for c in kept:
             record_kept(report, c.source, c.name, origin.get(c.source.rel))
@@ -148,8 +147,8 @@ def _process(source: Source, options: GhibliOptions, stage: Path, report: Report
     square = fit_square(opened.image, options.size)
     sharp = sharpness(square, side=None)
     if sharp < options.min_sharpness:
-        report.drop(source.rel, "blurry", f"{source.rel} looks blurry (sharpness {sharp:.1f} < --min-sharpness "
-                    f"{options.min_sharpness}).")
+        report.drop(source.rel, "blurry", f"{source.rel} looks blurry (sharpness {sharp:.1f} < "
+                    f"{options.name_of('min_sharpness')} {options.min_sharpness}).")
         return None
     name = encode_image(square, source, opened.format, stage)
     # Text is looked for at the file's own resolution (small letters vanish in a small square).
@@ -180,10 +179,10 @@ def _flag_text(kept: list[Candidate], options: GhibliOptions, stage: Path, repor
         share = f"about {c.text:.0%} of it looks like text or a watermark"
         if options.drop_text:
             (stage / c.name).unlink()
-            report.drop(c.source.rel, "text", f"{c.source.rel}: {share}; dropped (--drop-text).")
+            report.drop(c.source.rel, "text", f"{c.source.rel}: {share}; dropped ({options.name_of('drop_text')}).")
         else:
             report.warn(c.source.rel, "text", f"{c.source.rel}: {share}; check it, or drop images with text "
-                        "(--drop-text).")
+                        f"({options.name_of('drop_text')}).")
             out.append(c)
     return out
 

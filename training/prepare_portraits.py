@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,8 @@ from tqdm.auto import tqdm
 from training import captions_io
 from training.face_crop import square_around
 from training.image_checks import DEFAULT_MAX_PIXELS, ImageProblem, open_image, shrink_to
-from training.prepare_common import (PrepareError, Source, check_separate, list_sources, record_kept, save_image,
-                                     staged_output)
+from training.prepare_common import (PrepareError, PrepareOptions, Source, check_separate, list_sources, record_kept,
+                                     save_image, staged_output)
 from training.prepare_report import Report
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ SHOWN_REASONS = 10  # unusable photos listed in the "too few" error; the report 
 
 
 @dataclass
-class PortraitOptions:
+class PortraitOptions(PrepareOptions):
     images: Path
     out: Path
     crop_face: bool = False
@@ -37,8 +37,7 @@ class PortraitOptions:
         """Refuse impossible settings and a missing folder with one sentence."""
         if not Path(self.images).is_dir():
             raise PrepareError(f"The photo folder {self.images} does not exist or is not a folder.")
-        if not 8 <= self.size <= 4096:
-            raise PrepareError(f"--size {self.size} is outside 8-4096 pixels.")
+        self.check_range("size", 8, 4096, " pixels")
         if not self.prompt.strip():
             raise PrepareError("The instance prompt is empty; use something like \"a photo of sks person\".")
 
@@ -47,14 +46,14 @@ def prepare_dreambooth(options: PortraitOptions, detector: Any) -> Report:
     """Check and write the portrait photos; ``detector.detect(image)`` returns face boxes (x, y, w, h)."""
     options.check()
     check_separate(options.images, options.out)
-    report = Report("dreambooth", settings={k: str(v) for k, v in asdict(options).items()})
+    report = Report("dreambooth", settings=options.report_settings())
     sources = list_sources(options.images, report)
     with staged_output(options.out, options.overwrite) as stage:
         for source in tqdm(sources, desc="faces"):
             name = _process(source, options, detector, stage, report)
             if name:
                 record_kept(report, source, name)
-        _check_count(report, len(sources), options.out)
+        _check_count(report, len(sources))
         captions_io.write_metadata(stage, [(name, options.prompt.strip()) for name in report.kept])
         report.write(stage)
     log.info("%s", report.summary())
@@ -91,15 +90,15 @@ def _process(source: Source, options: PortraitOptions, detector: Any, stage: Pat
     return save_image(opened, source, stage, None if smaller is image else smaller)
 
 
-def _check_count(report: Report, total: int, out: Path) -> None:
+def _check_count(report: Report, total: int) -> None:
     """Fewer than MIN_PHOTOS usable photos is an error listing why the others are not; more than MAX a warning."""
     usable = len(report.kept)
     if usable < MIN_PHOTOS:
         unusable = [n.message.rstrip(".") for n in report.dropped if n.kind != "not an image"]
         why = "; ".join(unusable[:SHOWN_REASONS]) or "the folder has no photos (.jpg, .png, .webp ...)"
         more = f"; and {len(unusable) - SHOWN_REASONS} more" if len(unusable) > SHOWN_REASONS else ""
-        raise PrepareError(f"Only {usable} of {total} photos are usable; DreamBooth needs at least {MIN_PHOTOS}. "
-                           f"Not usable: {why}{more}. Nothing was written to {out}.")
+        raise PrepareError(f"Only {usable} of {total} photos are usable, and DreamBooth needs at least {MIN_PHOTOS}; "
+                           f"not usable: {why}{more}.", report)
     if usable > MAX_PHOTOS:
         report.warn("(all)", "count", f"{usable} photos; DreamBooth portraits usually need only {MIN_PHOTOS}-"
                     f"{MAX_PHOTOS}, and more slows training without adding much.")
