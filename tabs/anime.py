@@ -15,7 +15,7 @@ import gradio as gr
 
 from pipelines.style_images import STYLE_DIR, style_images
 from pipelines.runtime import Runtime
-from tabs.common import owner_of, slug, uploads_root, user_errors
+from tabs.common import owner_of, slug, user_errors, user_uploads
 from tabs.image_file import ImageFile
 from tabs.train import dataset_folder
 from training.anime_settings import AnimeSettings, resolve
@@ -52,7 +52,7 @@ def run_checkpoints(manager: RunManager, owner: str) -> list[tuple[str, str]]:
 
 def pair_folder(manager: RunManager, owner: str, content: Path, style: Path, run_name: str) -> Path:
     """A folder holding ``content`` and ``style`` links, which is what the launcher passes to the trainer."""
-    mine = uploads_root(manager) / slug(owner)
+    mine = user_uploads(manager, owner)
     mine.mkdir(parents=True, exist_ok=True)
     pair = Path(tempfile.mkdtemp(prefix=f"{slug(run_name or USE_CASE)}-pair-", dir=mine))
     (pair / "content").symlink_to(content.resolve(), target_is_directory=True)
@@ -65,8 +65,8 @@ def default_choice(runtime: Runtime) -> list[tuple[str, str]]:
     return [(DEFAULT_LABEL, DEFAULT_CHECKPOINT)] if runtime.ref("anime").ref else []
 
 
-def make_handlers(manager: RunManager, runtime: Runtime):
-    """The tab's plain handlers: (choices, stylize, train)."""
+def make_handlers(manager: RunManager, runtime: Runtime, data_roots: tuple[Path, ...] = ()):
+    """The tab's plain handlers: (choices, stylize, train); ``data_roots`` as in the Train tab."""
     @functools.cache
     def stylizer():
         """Built on first use: importing torch here would slow every page start."""
@@ -106,10 +106,11 @@ def make_handlers(manager: RunManager, runtime: Runtime):
         overrides = {k: str(v) for k, v in (settings or {}).items()}
         resolve(overrides)  # a bad value is refused before anything is extracted
         clean_run_name(run_name, USE_CASE)
-        content = dataset_folder(manager, owner, content_dir, content_zip, run_name)
+        content = dataset_folder(manager, owner, content_dir, content_zip, run_name, data_roots)
         if use_shipped_styles and (style_dir or style_zip):
             raise AnimeFormError("Use the shipped style images or give your own, not both.")
-        style = STYLE_DIR if use_shipped_styles else dataset_folder(manager, owner, style_dir, style_zip, run_name)
+        style = STYLE_DIR if use_shipped_styles else dataset_folder(manager, owner, style_dir, style_zip, run_name,
+                                                                               data_roots)
         data = pair_folder(manager, owner, content, style, run_name)
         status = manager.status(manager.submit(USE_CASE, run_name, data, overrides, owner, runtime.profile.name))
         verb = "Queued" if status.state == "queued" else "Started"
@@ -177,9 +178,9 @@ def _train_section(train) -> None:
         api_name="anime_train")
 
 
-def build(manager: RunManager, runtime: Runtime) -> None:
+def build(manager: RunManager, runtime: Runtime, data_roots: tuple[Path, ...] = ()) -> None:
     """Lay out the tab inside the current Blocks."""
-    choices, stylize, train = make_handlers(manager, runtime)
+    choices, stylize, train = make_handlers(manager, runtime, data_roots)
     with gr.Tab("Anime") as tab:
         with gr.Tab("Stylize"):
             checkpoint = _stylize_section(choices, stylize, default_choice(runtime))

@@ -12,23 +12,13 @@ from pipelines import infotext, lora_library, outputs, text_to_image
 from pipelines.gpu import GPU_CONCURRENCY_ID, on_gpu
 from pipelines.lora_adapters import adapters_for
 from pipelines.runtime import Runtime
-from tabs.common import owner_of, user_errors
+from tabs.common import loras_root, outputs_root, owner_of, user_errors
 from tabs.image_file import ImageFile
 
 log = logging.getLogger(__name__)
 
 LORA_SLOTS = 3
 NO_LORA = "(none)"
-
-
-def loras_root(manager) -> Path:
-    """``loras/`` beside the runs folder: uploaded and pulled LoRAs, one folder per user."""
-    return manager.runs_root.parent / "loras"
-
-
-def outputs_root(manager) -> Path:
-    """``outputs/`` beside the runs folder: every generated PNG, ``<user>/<date>/``."""
-    return manager.runs_root.parent / "outputs"
 
 
 def private_owner(request: gr.Request | None) -> str:

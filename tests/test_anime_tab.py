@@ -20,7 +20,7 @@ def tab(tmp_path_factory, tiny_runtime):
     photos.mkdir()
     for i in range(2):
         Image.new("RGB", (48, 40), (40 * i, 120, 200)).save(photos / f"{i}.png")
-    yield manager, make_handlers(manager, tiny_runtime), photos
+    yield manager, make_handlers(manager, tiny_runtime, data_roots=(photos,)), photos
     manager.close()
 
 
