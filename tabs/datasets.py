@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipelines.gpu import GPU_CONCURRENCY_ID, on_gpu
 from pipelines.runtime import Runtime
-from tabs.common import owner_of, slug, uploads_root, user_errors
+from tabs.common import FolderError, owned_folder, owner_of, slug, uploads_root, user_errors
 from training.captions_io import CaptionFileError, read_metadata, update_captions
 from training.dedupe import DEFAULT_MAX_DISTANCE
 from training.launcher import USE_CASES, RunManager
@@ -75,9 +75,12 @@ def stage_upload(files: list[str] | None, zip_file: str | None, work: Path) -> P
 
 
 def owned_dataset(manager: RunManager, owner: str, folder: str) -> Path:
-    """``folder`` resolved, refused unless it is one of the owner's prepared datasets."""
-    path = Path(folder or "").expanduser().resolve()
-    if not folder or not path.is_relative_to(datasets_root(manager, owner).resolve()) \
+    """The owner's prepared dataset named ``folder`` (as the tab shows it), or a one-sentence refusal."""
+    try:
+        path = owned_folder(manager, owner, folder or "")
+    except FolderError:
+        path = None
+    if path is None or not path.is_relative_to(datasets_root(manager, owner).resolve()) \
             or not (path / "metadata.jsonl").is_file():
         raise DatasetFormError("That folder is not one of your prepared datasets; run Prepare first.")
     return path
@@ -167,9 +170,10 @@ def make_handlers(manager: RunManager, runtime: Runtime):
             raise
         finally:
             shutil.rmtree(work / "input", ignore_errors=True)
-        summary = (f"**{report.summary()}**\n\nUse the Dataset folder below as the Train tab's dataset folder "
+        name = out.relative_to(root).as_posix()  # what the Train and Anime tabs take; no server path
+        summary = (f"**{report.summary()}**\n\nDataset **{name}**: give this name as the Train tab's dataset "
                    "(report.md and report.json are inside).")
-        return summary, report.rows(), gallery(out), caption_rows(out), str(out)
+        return summary, report.rows(), gallery(out), caption_rows(out), name
 
     @user_errors
     def save_captions(folder: str, table: Any, request: gr.Request = None) -> str:
@@ -227,7 +231,7 @@ def build(manager: RunManager, runtime: Runtime) -> None:
                 images = gr.Gallery(label="Images (first 60)", columns=5, height=320)
                 captions = gr.Dataframe(headers=CAPTION_HEADERS, label="Captions (edit, then Save)", type="array",
                                         interactive=True, static_columns=[0], wrap=True, elem_id="data-captions")
-                folder = gr.Textbox(label="Dataset folder", interactive=False, elem_id="data-folder")
+                folder = gr.Textbox(label="Dataset", interactive=False, elem_id="data-folder")
                 save = gr.Button("Save captions")
                 saved = gr.Markdown()
         use_case.change(lambda u: [gr.update(visible=u == name) for name in USE_CASES], use_case,

@@ -45,8 +45,13 @@ def test_fashion_folder_upload_then_edit_captions(tab, tmp_path):
     captions.write_text(json.dumps({"a.png": "a red circle dress", "b.png": "a blue square coat",
                                     "c.png": "a green triangle hat"}))
     summary, report, gallery, rows, folder = tab.prepare("fashion", [str(f) for f in files] + [str(captions)])
-    assert summary.startswith("**fashion: kept 2, dropped 3 (2 no caption, 1 ambiguous)") and folder not in summary
-    assert Path(folder).parent.parent == tab.root and not (Path(folder).parent / "input").exists()
+    assert summary.startswith("**fashion: kept 2, dropped 3 (2 no caption, 1 ambiguous)")
+    assert f"Dataset **{folder}**" in summary and str(tab.root) not in summary  # a name, never a server path
+    dataset = tab.root / folder
+    assert dataset.parent.parent == tab.root and not (dataset.parent / "input").exists()
+    from tabs.common import owned_folder
+
+    assert owned_folder(tab.manager, "local", folder) == dataset.resolve()  # what the Train tab takes
     assert "a.png matches 2 images (same-name-1/a.png, same-name-2/a.png)" in report[0][2]
     assert [r[1] for r in report] == ["dropped"] * 3 + ["kept"] * 2
     assert rows == [["b.png", "a blue square coat"], ["c.png", "a green triangle hat"]]
@@ -55,17 +60,18 @@ def test_fashion_folder_upload_then_edit_captions(tab, tmp_path):
     edited = [["b.png", "a blue square coat,\n edited"], rows[1]]
     message = tab.save(folder, {"headers": ["file_name", "text"], "data": edited})
     assert message == "Saved the captions of 2 images to metadata.jsonl, fashion_data.csv."
-    first = json.loads((Path(folder) / "metadata.jsonl").read_text().splitlines()[0])
+    first = json.loads((dataset / "metadata.jsonl").read_text().splitlines()[0])
     assert first == {"file_name": "b.png", "text": "a blue square coat, edited"}
-    with (Path(folder) / "fashion_data.csv").open(newline="") as f:
+    with (dataset / "fashion_data.csv").open(newline="") as f:
         assert next(csv.DictReader(f))["text"] == "a blue square coat, edited"
 
     with pytest.raises(gr.Error, match="not an image of this dataset"):
         tab.save(folder, [["../../secret.png", "x"]])
     with pytest.raises(gr.Error, match="not one of your prepared datasets"):
         tab.save(folder, rows, MALLORY)
-    with pytest.raises(gr.Error, match="not one of your prepared datasets"):
-        tab.save(str(tmp_path), rows)
+    for elsewhere in (str(tmp_path), f"../{folder}", str(dataset.parent)):
+        with pytest.raises(gr.Error, match="not one of your prepared datasets"):
+            tab.save(elsewhere, rows)
 
 
 def test_ghibli_zip_with_tiny_blip(tab, tmp_path):
@@ -77,7 +83,7 @@ def test_ghibli_zip_with_tiny_blip(tab, tmp_path):
                                                          style_suffix="in toy style", deny_words="Totoro\n")
     assert summary.startswith("**ghibli: kept 3, dropped 0")
     assert all(text.endswith("in toy style") for _, text in rows)
-    with (Path(folder) / "captions.csv").open(newline="") as f:
+    with (tab.root / folder / "captions.csv").open(newline="") as f:
         assert next(csv.reader(f)) == ["image", "text"]
     assert all(isinstance(image, Image.Image) for image, _ in gallery)
 
