@@ -32,7 +32,9 @@ def user_errors(fn: Callable) -> Callable:
             raise gr.Error(str(err)) from None
         except Exception as err:
             log.exception("%s failed", fn.__name__)
-            raise gr.Error(f"{type(err).__name__}: {err}. The server log has the details.") from None
+            # a library's own text may hold server paths or internals: it goes to the log, not to the user
+            raise gr.Error(f"Something went wrong on the server ({type(err).__name__}); nothing you made was "
+                           "lost, and the server log has the details.") from None
     return wrapper
 
 

@@ -178,3 +178,18 @@ def test_the_runs_tab_shows_samples_as_pictures(two_users):
     [(picture, caption)] = outputs[5]
     assert isinstance(picture, Image.Image) and caption == "step-4-0"
     manager.close()
+
+
+def test_an_unexpected_error_shows_one_sentence_without_the_librarys_text():
+    import gradio as gr
+
+    from tabs.common import user_errors
+
+    @user_errors
+    def handler():
+        raise RuntimeError("cannot open /srv/atelier/uploads/alice/secret.png: reshape of size 0")
+
+    with pytest.raises(gr.Error) as err:
+        handler()
+    assert "RuntimeError" in err.value.message and "/srv" not in err.value.message
+    assert "reshape" not in err.value.message
