@@ -15,17 +15,23 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("ATELIER_CACHE") or Path.home() / ".cache" / "atelier").expanduser()
 
 
-def check_cache_dir(path: Path) -> Path:
-    """Create the cache folder and prove it is writable, or say what to do."""
+def check_writable(path: Path, what: str, remedy: str, error: type[Exception] = RegistryError) -> Path:
+    """Create the folder ``path`` and prove it writable, or raise ``error``: one sentence naming it and ``remedy``."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test-{os.getpid()}"  # per process: ranks of one run probe the same folder at once
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise RegistryError(f"The cache folder {path} is not writable ({err.strerror}); set ATELIER_CACHE "
-                            "to a folder you can write to.") from None
+        # a file where the folder or one of its parents should be: mkdir's "File exists" would puzzle
+        reason = "a file is in the way" if isinstance(err, (FileExistsError, NotADirectoryError)) else err.strerror
+        raise error(f"The {what} {path} is not writable ({reason or err}); {remedy}") from None
     return path
+
+
+def check_cache_dir(path: Path) -> Path:
+    """Create the cache folder and prove it is writable, or say what to do."""
+    return check_writable(path, "cache folder", "set ATELIER_CACHE to a folder you can write to.")
 
 
 def load_model(ref: ModelRef, device: str, dtype) -> Any:

@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from training.cli import OneLineParser, UsageError, add_run_arguments
+from training.cli import OneLineParser, UsageError, add_run_arguments, check_output, refuse
 from training.anime_settings import AnimeSettingsError, parse_sets, resolve
 
 log = logging.getLogger("training.anime")
@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.epochs is not None:
             overrides["epochs"] = args.epochs
         settings = resolve(overrides)
+        check_output(args.output)
     except (UsageError, AnimeSettingsError) as err:
-        print(f"training.anime: {err}", file=sys.stderr)
-        return 2
+        return refuse("training.anime", err)
     from training.anime_trainer import run
 
     return run(settings, args.content, args.style, args.output, args.profile, args.resume)

@@ -16,16 +16,13 @@ from pipelines.loaders import ModelLoadError
 from training.anime_data import DataError, ImageFolder, check_readable, splits
 from training.anime_loss import VGGFeatures, losses
 from training.anime_settings import AnimeSettings, AnimeSettingsError, to_dict
-from training.checkpoint import ResumeError, find, optimizer_from_files, optimizer_to_files
-from training.run_folder import RunFolder, run_guarded
+from training.checkpoint import (ResumeError, optimizer_from_files, optimizer_to_files, read_intact, write_folder,
+                                 write_tensors)
+from training.run_folder import RunFolder, check_finite, check_finite_weights, run_guarded
 
 log = logging.getLogger("training.anime")
 USER_ERRORS = (DataError, AnimeSettingsError, ModelLoadError, ResumeError, CheckpointError)
 OPTIMIZER_FILE, STATE_FILE = "optimizer.safetensors", "state.json"
-
-
-class LossNotFinite(ValueError):
-    """The loss became NaN or infinite; training stops with a sentence saying what to change."""
 
 
 def run(s: AnimeSettings, content: Path, style: Path, output: Path, profile: str, resume: str | None = None) -> int:
@@ -36,7 +33,7 @@ def run(s: AnimeSettings, content: Path, style: Path, output: Path, profile: str
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
     folder = RunFolder(output, accelerator.is_main_process)
     return run_guarded(folder, lambda: AnimeRun(s, content, style, folder, profile, accelerator).train(resume),
-                       (*USER_ERRORS, LossNotFinite))
+                       USER_ERRORS)
 
 
 def load_role(role: str, profile_name: str, device: str):
@@ -57,6 +54,16 @@ def forever(loader):
 def match_batch(style: torch.Tensor, size: int) -> torch.Tensor:
     """The style batch repeated or cut to the content batch's size (a style folder may be smaller than a batch)."""
     return style[torch.arange(size) % len(style)]
+
+
+def read_run_checkpoint(folder: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
+    """(state, model weights, optimizer state) of a ``checkpoints/step-N`` folder, read without loading anything."""
+    from safetensors.torch import load_file
+
+    state = json.loads((folder / STATE_FILE).read_text())
+    weights, _ = read_checkpoint(folder / MODEL_FILE)
+    optimizer = optimizer_from_files(load_file(str(folder / OPTIMIZER_FILE)), state["optimizer"])
+    return state, weights, optimizer
 
 
 def decoder_widths(s: AnimeSettings, profile_name: str) -> tuple[int, ...]:
@@ -162,9 +169,7 @@ class AnimeRun:
         with self.acc.autocast():
             generated = self.model(content, style)
             parts = losses(self.vgg, generated.float(), content, style, s)
-        if not torch.isfinite(parts["total"]):
-            raise LossNotFinite(f"The loss became {parts['total'].item()} at epoch {epoch}, step {step}; lower "
-                                f"learning_rate (now {s.learning_rate}) or the loss weights and start again.")
+        check_finite(parts["total"].item(), "loss", f"epoch {epoch}, step {step}", self.lower)
         self.optimizer.zero_grad(set_to_none=True)
         self.acc.backward(parts["total"])
         self.optimizer.step()
@@ -197,40 +202,46 @@ class AnimeRun:
 
     def checkpoint(self, epoch: int, step: int) -> None:
         """``checkpoints/step-N/``: model + optimizer safetensors and state.json, renamed into place when complete."""
-        from safetensors.torch import save_file
-
+        self.check_weights(f"epoch {epoch}, step {step}")
         self.acc.wait_for_everyone()
         if not self.acc.is_main_process:
             return
-        target = self.folder.checkpoints / f"step-{step}"
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(self.acc.unwrap_model(self.model), tmp / MODEL_FILE, include_encoder=self.s.train_encoder)
-        tensors, meta = optimizer_to_files(self.optimizer.state_dict())
-        save_file(tensors, str(tmp / OPTIMIZER_FILE))
-        state = {"epoch": epoch, "step": step, "optimizer": meta,
-                 "scheduler": self.scheduler.state_dict() if self.scheduler else None}
-        (tmp / STATE_FILE).write_text(json.dumps(state))
-        tmp.replace(target)
+
+        def write(tmp: Path) -> None:
+            save_checkpoint(self.acc.unwrap_model(self.model), tmp / MODEL_FILE, include_encoder=self.s.train_encoder)
+            tensors, meta = optimizer_to_files(self.optimizer.state_dict())
+            write_tensors(tensors, tmp / OPTIMIZER_FILE)
+            state = {"epoch": epoch, "step": step, "optimizer": meta,
+                     "scheduler": self.scheduler.state_dict() if self.scheduler else None}
+            (tmp / STATE_FILE).write_text(json.dumps(state))
+
+        target = write_folder(self.folder.checkpoints / f"step-{step}", write)
         path = (target / MODEL_FILE).relative_to(self.folder.root)
         self.folder.event("checkpoint", step, epoch=epoch, path=str(path))
 
     def restore(self, resume: str) -> tuple[int, int]:
         """Load a checkpoint written by ``checkpoint``; returns (first epoch to train, global step)."""
-        from safetensors.torch import load_file
-
-        folder = find(resume, self.folder.checkpoint_dirs(), self.folder.root)
-        state = json.loads((folder / STATE_FILE).read_text())
-        weights, _ = read_checkpoint(folder / MODEL_FILE)
+        folder, (state, weights, optimizer) = read_intact(resume, self.folder.checkpoint_dirs(), self.folder.root,
+                                                          read_run_checkpoint)
         load_into(self.acc.unwrap_model(self.model), weights, str(folder / MODEL_FILE))
-        self.optimizer.load_state_dict(optimizer_from_files(load_file(str(folder / OPTIMIZER_FILE)),
-                                                            state["optimizer"]))
+        self.optimizer.load_state_dict(optimizer)
         if self.scheduler and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
         log.info("resumed from %s (epoch %d, step %d)", folder, state["epoch"], state["step"])
         return state["epoch"] + 1, state["step"]
 
+    @property
+    def lower(self) -> str:
+        """The settings to lower when training diverges."""
+        return f"learning_rate (now {self.s.learning_rate:g}) or the loss weights"
+
+    def check_weights(self, where: str) -> None:
+        """Every rank stops before NaN or infinite weights reach a checkpoint or ``final/``."""
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        check_finite_weights(trained, where, self.lower)
+
     def finish(self, step: int, seconds: float, means: dict[str, float]) -> None:
+        self.check_weights(f"step {step}")
         if not self.acc.is_main_process:
             return
         self.folder.final.mkdir(exist_ok=True)

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+from pipelines.registry import PROFILES
+from pipelines.runtime import check_writable
 
 
 class UsageError(ValueError):
@@ -19,9 +23,25 @@ class OneLineParser(argparse.ArgumentParser):
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """The flags every trainer shares: where the run folder goes, the profile, resume and overrides."""
     p.add_argument("--output", required=True, type=Path, help="the run folder to write")
-    p.add_argument("--profile", default="auto", help="auto, tiny or full")
+    add_profile_argument(p)
     p.add_argument("--resume", default=None, help="'latest' or a checkpoints/step-N folder")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+
+
+def add_profile_argument(p: argparse.ArgumentParser) -> None:
+    """``--profile``, refused at parse time when it names no profile."""
+    p.add_argument("--profile", default="auto", choices=PROFILES, help="auto, tiny or full (default auto)")
+
+
+def check_output(path: Path, flag: str = "--output") -> Path:
+    """Create the folder ``path`` and prove it is writable, or raise UsageError naming it and the flag."""
+    return check_writable(path, "output folder", f"choose another {flag}.", UsageError)
+
+
+def refuse(prog: str, err: Exception) -> int:
+    """Print a refused command line as one line on stderr; returns exit code 2."""
+    print(f"{prog}: {err}", file=sys.stderr)
+    return 2
 
 
 def split_sets(items: list[str], error: type[Exception]) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.cli import OneLineParser, UsageError, add_run_arguments
+from training.cli import OneLineParser, UsageError, add_run_arguments, check_output, refuse
 from training.lora_settings import SettingsError, parse_sets, resolve_settings
 
 log = logging.getLogger("training.lora")
@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_steps is not None:
             overrides["max_steps"] = args.max_steps
         settings = resolve_settings(args.preset, overrides)
+        check_output(args.output)
     except (UsageError, SettingsError) as err:
-        print(f"training.lora: {err}", file=sys.stderr)
-        return 2
+        return refuse("training.lora", err)
     from training.lora_trainer import run
 
     return run(settings, args.data, args.output, args.profile, args.resume)

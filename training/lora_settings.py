@@ -142,7 +142,27 @@ def resolve_settings(preset: str, overrides: dict[str, Any] | None = None) -> Lo
     values = {k: coerce(k, v) for k, v in load_preset(preset).items()}
     values.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
     values["preset"] = preset
-    return LoraSettings(**values)
+    return check(LoraSettings(**values))
+
+
+# Counts that must be positive, and step counts where 0 has a meaning (never, no warm-up, keep all, native size).
+_AT_LEAST_ONE = ("max_steps", "batch_size", "gradient_accumulation_steps", "rank", "log_every",
+                 "sample_inference_steps")
+_NOT_NEGATIVE = ("validation_steps", "checkpointing_steps", "sample_steps", "lr_warmup_steps",
+                 "checkpoints_total_limit", "resolution")
+
+
+def check(s: LoraSettings) -> LoraSettings:
+    """``s`` unchanged, or a SettingsError naming the first value no run can use."""
+    for key in _AT_LEAST_ONE:
+        if getattr(s, key) < 1:
+            raise SettingsError(f"Setting {key} must be at least 1, not {getattr(s, key)}.")
+    for key in _NOT_NEGATIVE:
+        if getattr(s, key) < 0:
+            raise SettingsError(f"Setting {key} must be 0 or more, not {getattr(s, key)}.")
+    if not s.learning_rate > 0:  # also refuses NaN
+        raise SettingsError(f"Setting learning_rate must be positive, not {s.learning_rate}.")
+    return s
 
 
 def to_dict(s: LoraSettings) -> dict[str, Any]:

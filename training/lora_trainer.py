@@ -20,7 +20,7 @@ from training.lora_batches import Batches, augment_caption, augment_latents, gen
 from training.lora_data import DatasetError, Example, read_captioned, read_instance_images
 from training.lora_model import add_adapters, export, flat, load_lora_state, lora_state, unflat
 from training.lora_settings import LoraSettings, SettingsError, to_dict
-from training.run_folder import RunFolder, run_guarded
+from training.run_folder import RunFolder, check_finite, check_finite_weights, run_guarded
 
 log = logging.getLogger("training.lora")
 USER_ERRORS = (DatasetError, SettingsError, ResumeError, ModelLoadError)
@@ -264,6 +264,7 @@ class LoraRun:
         stopped_early = False
         for step in bar:
             loss = self._update(step)
+            check_finite(loss, "loss", f"step {step + 1}", self._lower)
             progress.step = step + 1
             progress.losses.append(loss)
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -300,7 +301,7 @@ class LoraRun:
             loss, lr = sum(window) / len(window), self.lr_scheduler.get_last_lr()[0]
             self.folder.event("train", step, loss=loss, max_steps=s.max_steps, lr=lr)
             self.acc.log({"train/loss": loss, "train/lr": lr}, step=step)
-        if self.val_set and step % s.validation_steps == 0:
+        if self.val_set and s.validation_steps and step % s.validation_steps == 0:  # 0: never
             stop = self._validate(p)
         if s.sample_steps and step % s.sample_steps == 0 and step < s.max_steps:
             self._sample(step)
@@ -353,6 +354,7 @@ class LoraRun:
                 self.folder.event("sample", step, path=str(path.relative_to(self.folder.root)), prompt=prompt)
 
     def _checkpoint(self, p: Progress) -> None:
+        check_finite_weights(self.params, f"step {p.step}", self._lower)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             rng = {"torch": torch.get_rng_state()}
@@ -367,8 +369,8 @@ class LoraRun:
         self.acc.wait_for_everyone()
 
     def _resume(self, resume: str) -> Progress:
-        path = checkpoint.find(resume, self.folder.checkpoint_dirs(), self.folder.root)
-        lora, optimizer, rng, state = checkpoint.load(path)
+        path, (lora, optimizer, rng, state) = checkpoint.read_intact(resume, self.folder.checkpoint_dirs(),
+                                                                     self.folder.root, checkpoint.load)
         load_lora_state(self.pipe, unflat(lora))
         self.optimizer.load_state_dict(optimizer)
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -391,7 +393,13 @@ class LoraRun:
         gathered = self.acc.gather(sums[None])
         return (gathered - gathered[0]).abs().max().item()
 
+    @property
+    def _lower(self) -> str:
+        """The setting to lower when training diverges, with its value."""
+        return f"learning_rate (now {self.s.learning_rate:g})"
+
     def _finish(self, p: Progress, start_step: int, seconds: float, stopped_early: bool) -> None:
+        check_finite_weights(self.params, f"step {p.step}", self._lower)
         rank_difference = self._rank_weight_difference()
         if self.acc.is_main_process:
             self._write_outputs(p, start_step, seconds, stopped_early, rank_difference)

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from pipelines.registry import RegistryError
-from training.cli import OneLineParser, UsageError
+from pipelines.runtime import check_writable
+from training.cli import OneLineParser, UsageError, add_profile_argument, refuse
 from training.dedupe import DEFAULT_MAX_DISTANCE
 from training.image_checks import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SHARPNESS
 from training.prepare_common import PrepareError
@@ -34,7 +35,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _models(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="auto", help="tiny, full or auto (default auto)")
+    add_profile_argument(p)
     p.add_argument("--model", action="append", default=[], metavar="ROLE=ID_OR_PATH",
                    help="use another model for a role, as in app.py (env: ATELIER_MODEL_<ROLE>)")
 
@@ -114,6 +115,9 @@ def options_from(args: argparse.Namespace) -> FashionOptions | GhibliOptions | P
         options.check()
     except PrepareError as err:
         raise UsageError(str(err)) from None
+    # --out itself appears only when the run succeeds, so probe the folder it goes into
+    check_writable(Path(args.out).expanduser().resolve().parent, "folder for --out", "choose another --out.",
+                   UsageError)
     return options
 
 
@@ -154,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         report = run(args)
     except (UsageError, RegistryError) as err:
-        print(f"prepare: {err}", file=sys.stderr)
-        return 2
+        return refuse("prepare", err)
     except PrepareError as err:
         print(f"prepare: {err}", file=sys.stderr)
         return 1

@@ -1,13 +1,15 @@
 """The run folder every trainer writes (DESIGN.md): config, events, log, samples, checkpoints, final, report."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
 import shutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import tomli_w
 log = logging.getLogger(__name__)
 EVENT_KINDS = ("train", "val", "sample", "checkpoint", "error", "done")
 SECRET_WORDS = ("token", "password", "secret")
+# Why a disk refuses a write: read-only, no permission, full. Other OSErrors in the run folder are bugs.
+REFUSED_WRITES = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
 
 
 class RunFolder:
@@ -35,7 +39,7 @@ class RunFolder:
         """Copy the trainer's log records into ``train.log``."""
         if not self.is_main:
             return None
-        handler = logging.FileHandler(self.root / "train.log", encoding="utf-8")
+        handler = _QuietFileHandler(self.root / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger().addHandler(handler)
         for name in ("training", "pipelines"):  # the log is the run's record even when the root logger is quieter
@@ -104,28 +108,75 @@ class RunFolder:
         plt.close(fig)
 
 
+class NonFiniteLoss(ValueError):
+    """Training diverged: a loss or the weights became NaN or infinite."""
+
+
+def check_finite(value: float, what: str, where: str, lower: str) -> None:
+    """Stop the run with one sentence when ``value`` is NaN or infinite; ``lower`` names the setting(s) to lower."""
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"The {what} became {value} at {where}; lower {lower} and start again.")
+
+
+def check_finite_weights(tensors: Iterable[Any], where: str, lower: str) -> None:
+    """Stop before NaN or infinite weights (torch tensors) reach a checkpoint or ``final/``."""
+    import torch
+
+    largest = torch.stack([t.detach().float().abs().amax() for t in tensors]).amax().item()
+    check_finite(largest, "largest trained weight", where, lower)
+
+
 def run_guarded(folder: RunFolder, train: Callable[[], None], user_errors: tuple[type[Exception], ...]) -> int:
     """Run a trainer with the house error contract and return its exit code.
 
-    0 when it finishes; 2 for ``user_errors`` (their one sentence goes to the log and an "error" event);
-    1 for anything else (the traceback goes to train.log, one line to the event).
+    0 when it finishes; 2 for ``user_errors``, a diverged loss and a run folder that cannot be written (one
+    sentence to the log and an "error" event); 1 for anything else (the traceback goes to train.log, one line to
+    the event). An event that cannot be written any more is only logged.
     """
     handler = folder.attach_log()
     try:
         train()
         return 0
-    except user_errors as err:
-        log.error("%s", err)
-        folder.event("error", -1, message=str(err))
-        return 2
     except Exception as err:
-        log.error("training failed:\n%s", traceback.format_exc())
-        folder.event("error", -1, message=f"{type(err).__name__}: {err}")
-        return 1
+        message, code = _describe(err, folder.root, (*user_errors, NonFiniteLoss))
+        if code == 1:
+            log.error("training failed:\n%s", traceback.format_exc())
+        else:
+            log.error("%s", message)
+        try:
+            folder.event("error", -1, message=message)
+        except OSError as event_err:  # the folder that failed may refuse this write too
+            log.warning("Could not record the error in %s: %s.", folder.root / "events.jsonl",
+                        event_err.strerror or event_err)
+        return code
     finally:
         if handler:
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+def _describe(err: Exception, root: Path, user_errors: tuple[type[Exception], ...]) -> tuple[str, int]:
+    """(the error event's message, the exit code) for an exception that ended a run."""
+    if isinstance(err, user_errors):
+        return str(err), 2
+    if isinstance(err, OSError) and err.errno in REFUSED_WRITES and err.filename and Path(
+            os.path.abspath(err.filename)).is_relative_to(os.path.abspath(root)):
+        return _unwritable(root, err), 2
+    return f"{type(err).__name__}: {err}", 1
+
+
+def _unwritable(root: Path, err: OSError) -> str:
+    """The one sentence for a run folder that refuses a write (read-only disk, no space, permissions)."""
+    reason = (err.strerror or str(err)).lower()
+    return (f"Cannot write to {root}: {reason}; free space or fix permissions and resume with "
+            "--resume latest.")
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """train.log; a write that fails (the folder turned read-only) is dropped instead of printing a traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass  # the same record still reaches the console handler
 
 
 def atomic_write_text(path: Path, text: str) -> None:

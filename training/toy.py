@@ -11,21 +11,28 @@ import argparse
 import json
 import logging
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import (AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline,
-                       UNet2DConditionModel)
 from PIL import Image
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from pipelines import toy_world
+from training.cli import OneLineParser, UsageError, check_output, refuse
+from training.run_folder import NonFiniteLoss, check_finite, check_finite_weights
 from training.toy_tokenizer import build_tokenizer
+
+# diffusers is imported where it is used: its import can log warnings (bitsandbytes) that would spoil the one-line
+# refusal of a bad command line.
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,8 @@ def to_unit(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def make_vae() -> AutoencoderKL:
+    from diffusers import AutoencoderKL
+
     return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
                          up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(32, 64, 64),
                          layers_per_block=1, latent_channels=4, norm_num_groups=32, sample_size=64)
@@ -93,6 +102,8 @@ def make_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
 
 
 def make_unet() -> UNet2DConditionModel:
+    from diffusers import UNet2DConditionModel
+
     return UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
                                 block_out_channels=(64, 128),
                                 down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
@@ -111,13 +122,14 @@ def train_vae(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings, gen: tor
     opt = torch.optim.AdamW(vae.parameters(), lr=s.vae_lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.vae_lr, total_steps=s.vae_steps)
     recent: list[float] = []
-    for _ in (bar := tqdm(range(s.vae_steps), desc="vae")):
+    for step in (bar := tqdm(range(1, s.vae_steps + 1), desc="vae")):
         batch = to_unit(pixels[torch.randint(len(pixels), (s.vae_batch_size,), generator=gen)])
         with _autocast(s):
             posterior = vae.encode(batch).latent_dist
             recon = vae.decode(posterior.sample(generator=gen)).sample
         mse = F.mse_loss(recon.float(), batch)
         loss = mse + 1e-6 * posterior.kl().mean()
+        check_finite(loss.item(), "VAE loss", f"VAE step {step}", f"vae_lr (now {s.vae_lr:g})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -152,7 +164,7 @@ def tune_decoder(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings) -> di
     n_palette = s.vae_batch_size - n_open
     recent: list[tuple[float, float]] = []
     vae.train()
-    for _ in (bar := tqdm(range(s.decoder_steps), desc="decoder (open colours)")):
+    for step in (bar := tqdm(range(1, s.decoder_steps + 1), desc="decoder (open colours)")):
         batch = to_unit(torch.cat([pixels[torch.randint(len(pixels), (n_palette,), generator=gen)],
                                    open_pixels[torch.randint(len(open_pixels), (n_open,), generator=gen)]]))
         with torch.no_grad():
@@ -161,6 +173,7 @@ def tune_decoder(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings) -> di
             recon = vae.decode(latents).sample
         errors = F.mse_loss(recon.float(), batch, reduction="none").mean((1, 2, 3))
         loss = errors.mean()
+        check_finite(loss.item(), "decoder loss", f"decoder step {step}", f"decoder_lr (now {s.decoder_lr:g})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -195,12 +208,14 @@ def train_denoiser(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, late
                    ids: torch.Tensor, uncond_ids: torch.Tensor, s: ToySettings,
                    gen: torch.Generator) -> list[float]:
     """Epsilon-prediction on cached latents, text encoder trained jointly; returns the loss per step."""
+    from diffusers import DDPMScheduler
+
     noise_scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=s.max_lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.max_lr, total_steps=s.unet_steps)
     losses: list[float] = []
-    for _ in (bar := tqdm(range(s.unet_steps), desc="unet")):
+    for step in (bar := tqdm(range(1, s.unet_steps + 1), desc="unet")):
         idx = torch.randint(len(latents), (s.batch_size,), generator=gen)
         x0, batch_ids = latents[idx], ids[idx].clone()
         drop = torch.rand(s.batch_size, generator=gen) < s.caption_dropout
@@ -211,18 +226,21 @@ def train_denoiser(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, late
         with _autocast(s):
             pred = unet(noisy, t, encoder_hidden_states=text_encoder(batch_ids)[0]).sample
         loss = F.mse_loss(pred.float(), noise)
+        losses.append(loss.item())
+        check_finite(losses[-1], "UNet loss", f"UNet step {step}", f"max_lr (now {s.max_lr:g})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     return losses
 
 
 def train(s: ToySettings) -> Path:
     """Run every stage and write the pipeline folder; returns its path."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
     start = time.monotonic()
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
@@ -250,6 +268,8 @@ def train(s: ToySettings) -> Path:
 
 def tune_saved_decoder(source: Path, s: ToySettings) -> Path:
     """Run only the last stage (open-colour decoder) on a pipeline saved by an earlier ``train``."""
+    from diffusers import StableDiffusionPipeline
+
     start = time.monotonic()
     pipe = StableDiffusionPipeline.from_pretrained(source, safety_checker=None, requires_safety_checker=False)
     earlier = source / "training_report.json"
@@ -264,6 +284,8 @@ def _finish(pipe: StableDiffusionPipeline, pixels: torch.Tensor, s: ToySettings,
                                "new_concept_judged_after": new_concept_round_trip(pipe.vae),
                                "minutes": (time.monotonic() - start) / 60}
     log.info("decoder stage: %s", report["decoder_stage"])
+    weights = [p for model in (pipe.vae, pipe.unet, pipe.text_encoder) for p in model.parameters()]
+    check_finite_weights(weights, "the end of training", "vae_lr, max_lr or decoder_lr")
     out = Path(s.output)
     pipe.save_pretrained(out, safe_serialization=True)
     report.setdefault("minutes", (time.monotonic() - start) / 60)
@@ -273,8 +295,16 @@ def _finish(pipe: StableDiffusionPipeline, pixels: torch.Tensor, s: ToySettings,
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def check(s: ToySettings) -> ToySettings:
+    """``s`` unchanged, or a UsageError naming the first count, size or rate no run can use."""
+    for key, value in asdict(s).items():
+        if key.endswith(("_images", "_steps", "_size", "_lr", "_length")) and not value > 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be positive, not {value}.")
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(prog="python -m training.toy", description=__doc__.splitlines()[0])
     defaults = ToySettings()
     for name, value in asdict(defaults).items():
         flag = f"--{name.replace('_', '-')}"
@@ -284,14 +314,26 @@ def main(argv: list[str] | None = None) -> None:
             parser.add_argument(flag, type=type(value), default=value)
     parser.add_argument("--decoder-only-from", type=Path, metavar="PIPELINE",
                         help="run only the last stage (open-colour decoder) on this saved toy pipeline")
-    args = vars(parser.parse_args(argv))
-    source = args.pop("decoder_only_from")
+    try:
+        args = vars(parser.parse_args(argv))
+        source = args.pop("decoder_only_from")
+        s = check(ToySettings(**args))
+        if source and not (source / "model_index.json").is_file():
+            raise UsageError(f"--decoder-only-from {source} is not a saved pipeline folder (no model_index.json).")
+        check_output(Path(s.output))  # before hours of training, not at the final save
+    except UsageError as err:
+        return refuse("training.toy", err)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if source:
-        tune_saved_decoder(source, ToySettings(**args))
-    else:
-        train(ToySettings(**args))
+    try:
+        if source:
+            tune_saved_decoder(source, s)
+        else:
+            train(s)
+    except NonFiniteLoss as err:
+        log.error("%s", err)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
