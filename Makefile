@@ -45,4 +45,4 @@ toy: $(VENV)/.installed
 
 # Rebuild the tiny profile's default anime model (a few minutes on 2 CPU cores).
 anime-default: $(VENV)/.installed
-	$(PY) -m training.anime_default
+	$(PY) -m training.anime.default

@@ -12,11 +12,11 @@ import sys
 import threading
 from pathlib import Path
 
-from pipelines.profile import choose_profile
-from pipelines.registry import PROFILES, RegistryError, env_overrides, parse_overrides
-from pipelines.runtime import Runtime, check_cache_dir, check_writable, default_cache_dir
-from training.cli import OneLineParser, UsageError
-from training.launcher import default_runs_root
+from pipelines.models.profile import choose_profile
+from pipelines.models.registry import PROFILES, RegistryError, env_overrides, parse_overrides
+from pipelines.models.runtime import Runtime, check_cache_dir, check_writable, default_cache_dir
+from training.runs.cli import OneLineParser, UsageError
+from training.runs.launcher import default_runs_root
 
 log = logging.getLogger("atelier")
 
@@ -148,7 +148,7 @@ def build_app(runtime: Runtime, runs_root: Path | None = None, shared_runs: bool
     from tabs import datasets, generate, runs, status, train
     from tabs import anime
     from tabs import compare, history, share
-    from training.launcher import RunManager
+    from training.runs.launcher import RunManager
 
     manager = RunManager(runs_root or default_runs_root())
     with gr.Blocks(title="Atelier") as demo:

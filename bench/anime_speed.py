@@ -32,10 +32,10 @@ def main() -> None:
     os.environ.setdefault("ATELIER_CACHE", tempfile.mkdtemp(prefix="atelier-bench-"))
     import torch
 
-    from pipelines.anime_model import TINY_DECODER_WIDTHS, AnimeStyleModel
-    from training.anime_loss import VGGFeatures, losses
-    from training.anime_settings import resolve
-    from training.anime_trainer import load_role
+    from pipelines.anime.model import TINY_DECODER_WIDTHS, AnimeStyleModel
+    from training.anime.loss import VGGFeatures, losses
+    from training.anime.settings import resolve
+    from training.anime.trainer import load_role
 
     vit, _ = load_role("vit", "tiny", "cpu")
     vgg, _ = load_role("vgg19", "tiny", "cpu")

@@ -39,11 +39,11 @@ def make_loras(folder: Path) -> list[Path]:
 def main() -> None:
     import torch
 
-    from pipelines import text_to_image
-    from pipelines.lora_adapters import adapters_for
-    from pipelines.lora_files import inspect
-    from pipelines.profile import choose_profile
-    from pipelines.runtime import Runtime
+    from pipelines.generate import text_to_image
+    from pipelines.generate.lora_adapters import adapters_for
+    from pipelines.generate.lora_files import inspect
+    from pipelines.models.profile import choose_profile
+    from pipelines.models.runtime import Runtime
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--steps", type=int, default=20)

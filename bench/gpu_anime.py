@@ -29,7 +29,7 @@ def main() -> int:
         return 0
     import timm
 
-    from pipelines.anime_model import FULL_DECODER_WIDTHS, AnimeStyleModel
+    from pipelines.anime.model import FULL_DECODER_WIDTHS, AnimeStyleModel
 
     vit = timm.create_model("vit_base_patch16_224", pretrained=False)  # random weights: speed only
     model = AnimeStyleModel(vit, FULL_DECODER_WIDTHS).cuda().half().eval()

@@ -24,7 +24,7 @@ def main(steps: int = 30, warmup: int = 5) -> None:
     from diffusers import UNet2DConditionModel
     from peft import LoraConfig
 
-    from training.lora_settings import LoraSettings
+    from training.lora.settings import LoraSettings
 
     torch.manual_seed(0)
     s = LoraSettings()

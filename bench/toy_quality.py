@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pipelines import toy_world  # noqa: E402
-from pipelines.profile import choose_profile  # noqa: E402
-from pipelines.registry import parse_overrides  # noqa: E402
-from pipelines.runtime import Runtime  # noqa: E402
-from pipelines.text_to_image import GenerateSettings, defaults_for, generate  # noqa: E402
+from pipelines.models.profile import choose_profile  # noqa: E402
+from pipelines.models.registry import parse_overrides  # noqa: E402
+from pipelines.models.runtime import Runtime  # noqa: E402
+from pipelines.generate.text_to_image import GenerateSettings, defaults_for, generate  # noqa: E402
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 from PIL import Image
 
-from pipelines.loaders import Captioner
+from pipelines.models.loaders import Captioner
 
 MAX_NEW_TOKENS = 40
 NUM_BEAMS = 3  # beam search: BLIP's greedy captions repeat words ("a girl a girl with a girl")

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-from pipelines.lora_files import DIFFUSERS_WEIGHTS, LoraFileError, inspect, read_header
+from pipelines.generate.lora_files import DIFFUSERS_WEIGHTS, LoraFileError, inspect, read_header
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import gradio as gr
 
-from pipelines.style_images import STYLE_DIR, style_images
-from pipelines.runtime import Runtime
+from pipelines.anime.style_images import STYLE_DIR, style_images
+from pipelines.models.runtime import Runtime
 from tabs.common import owner_of, slug, user_errors, user_uploads
 from tabs.image_file import ImageFile
 from tabs.train import dataset_folder
-from training.anime_settings import AnimeSettings, resolve
-from training.launcher import RunManager, clean_run_name
+from training.anime.settings import AnimeSettings, resolve
+from training.runs.launcher import RunManager, clean_run_name
 
 USE_CASE = "anime"
 RIGHTS_LABEL = "I have the right to use these photos"
@@ -70,7 +70,7 @@ def make_handlers(manager: RunManager, runtime: Runtime, data_roots: tuple[Path,
     @functools.cache
     def stylizer():
         """Built on first use: importing torch here would slow every page start."""
-        from pipelines.anime import Stylizer
+        from pipelines.anime.stylize import Stylizer
 
         return Stylizer(runtime)
 
@@ -86,7 +86,7 @@ def make_handlers(manager: RunManager, runtime: Runtime, data_roots: tuple[Path,
         mine = {path for _, path in run_checkpoints(manager, owner_of(request))}
         if checkpoint and checkpoint != DEFAULT_CHECKPOINT and checkpoint not in mine:
             raise AnimeFormError(f"The checkpoint {checkpoint} is not one of your anime runs' checkpoints.")
-        from pipelines.anime import check_image
+        from pipelines.anime.stylize import check_image
 
         if checkpoint == DEFAULT_CHECKPOINT:
             checkpoint = runtime.model("anime")  # the file: shipped in tiny, fetched once for a hub id
@@ -99,7 +99,7 @@ def make_handlers(manager: RunManager, runtime: Runtime, data_roots: tuple[Path,
               style_zip: str | None = None, use_shipped_styles: bool = False, run_name: str = "",
               settings: dict[str, Any] | None = None, rights_confirmed: bool = False,
               request: gr.Request = None) -> str:
-        """Start or queue an anime run; ``settings`` holds trainer settings (see training/anime_settings.py)."""
+        """Start or queue an anime run; ``settings`` holds trainer settings (see training/anime/settings.py)."""
         owner = owner_of(request)
         if not rights_confirmed:
             raise AnimeFormError(f"Tick “{RIGHTS_LABEL}” before training on photos of people.")

@@ -5,9 +5,9 @@ from dataclasses import replace
 
 import gradio as gr
 
-from pipelines import lora_library, outputs, text_to_image, xy_grid
-from pipelines.gpu import GPU_CONCURRENCY_ID, on_gpu
-from pipelines.runtime import Runtime
+from pipelines.generate import lora_library, outputs, text_to_image, xy_grid
+from pipelines.models.gpu import GPU_CONCURRENCY_ID, on_gpu
+from pipelines.models.runtime import Runtime
 from tabs.common import outputs_root, user_errors
 from tabs.generate import NO_LORA, loras_for, private_owner
 

@@ -1,7 +1,7 @@
 """The Datasets tab: upload a folder or ZIP, prepare it for a use case (API name ``prepare``), review the report,
 edit captions and save them (API name ``save_captions``).
 
-The work is done by ``training.prepare_*``, the code behind ``python -m training.prepare``. Uploads and results
+The work is done by ``training.prepare``, the package behind ``python -m training.prepare``. Uploads and results
 live under ``uploads/<owner>/datasets/``; a result folder is what the Train tab's "Dataset folder" field takes.
 """
 from __future__ import annotations
@@ -15,15 +15,15 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from pipelines.gpu import GPU_CONCURRENCY_ID, on_gpu
-from pipelines.runtime import Runtime
+from pipelines.models.gpu import GPU_CONCURRENCY_ID, on_gpu
+from pipelines.models.runtime import Runtime
 from tabs.common import FolderError, owned_folder, owner_of, slug, uploads_root, user_errors
-from training.captions_io import CaptionFileError, read_metadata, update_captions
-from training.dedupe import DEFAULT_MAX_DISTANCE
-from training.launcher import USE_CASES, RunManager
-from training.caption_clean import DEFAULT_STYLE_SUFFIX
-from training.prepare_report import Report
-from training.safe_zip import safe_extract_zip, single_top_folder
+from training.prepare.captions_io import CaptionFileError, read_metadata, update_captions
+from training.prepare.dedupe import DEFAULT_MAX_DISTANCE
+from training.runs.launcher import USE_CASES, RunManager
+from training.prepare.caption_clean import DEFAULT_STYLE_SUFFIX
+from training.prepare.report import Report
+from training.prepare.safe_zip import safe_extract_zip, single_top_folder
 
 REPORT_HEADERS = ["file", "status", "reason"]
 CAPTION_HEADERS = ["file_name", "text"]
@@ -116,9 +116,9 @@ def make_handlers(manager: RunManager, runtime: Runtime):
     def run(use_case: str, source: Path, out: Path, captions_file: str | None, values: dict[str, Any]) -> Report:
         # imported on first use: image checks pull in OpenCV and torch, which would slow every page start
         from pipelines.captioning import runtime_captioner
-        from training.prepare_fashion import FashionOptions, prepare_fashion
-        from training.prepare_ghibli import GhibliOptions, prepare_ghibli
-        from training.prepare_portraits import PortraitOptions, face_detector, prepare_dreambooth
+        from training.prepare.fashion import FashionOptions, prepare_fashion
+        from training.prepare.ghibli import GhibliOptions, prepare_ghibli
+        from training.prepare.portraits import PortraitOptions, face_detector, prepare_dreambooth
 
         """Build the use case's options from the form and run its preparation."""
         if use_case == "fashion":
@@ -146,7 +146,7 @@ def make_handlers(manager: RunManager, runtime: Runtime):
                 crop_face: bool = False, rights_confirmed: bool = False, request: gr.Request = None,
                 progress=gr.Progress(track_tqdm=True)):
         """Prepare the upload; returns (summary, report rows, gallery, caption rows, dataset folder)."""
-        from training.prepare_common import PrepareError  # on first use: it loads the image checks (OpenCV)
+        from training.prepare.common import PrepareError  # on first use: it loads the image checks (OpenCV)
 
         if use_case not in USE_CASES:
             raise DatasetFormError(f"Unknown use case {use_case!r}; choose one of: {', '.join(USE_CASES)}.")

@@ -8,10 +8,10 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from pipelines import infotext, lora_library, outputs, text_to_image
-from pipelines.gpu import GPU_CONCURRENCY_ID, on_gpu
-from pipelines.lora_adapters import adapters_for
-from pipelines.runtime import Runtime
+from pipelines.generate import infotext, lora_library, outputs, text_to_image
+from pipelines.models.gpu import GPU_CONCURRENCY_ID, on_gpu
+from pipelines.generate.lora_adapters import adapters_for
+from pipelines.models.runtime import Runtime
 from tabs.common import loras_root, outputs_root, owner_of, user_errors
 from tabs.image_file import ImageFile
 
@@ -82,7 +82,7 @@ def png_info(image_path: str | None) -> str:
     """The ``png_info`` endpoint: the A1111 parameters text of a PNG (one sentence when it has none)."""
     if not image_path:
         raise infotext.InfotextError("Drop a PNG made by this hub or A1111 to read its parameters.")
-    from training.image_checks import ImageProblem, open_image  # on first use: OpenCV would slow page start
+    from pipelines.images import ImageProblem, open_image  # on first use: OpenCV would slow page start
 
     try:
         open_image(image_path)  # the upload reaches us undecoded: refuse non-images, broken files and bombs

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 from PIL import Image
 
-from pipelines import outputs
+from pipelines.generate import outputs
 from tabs.common import outputs_root, user_errors
 from tabs.generate import private_owner
 

@@ -15,7 +15,7 @@ import pandas as pd
 from PIL import Image
 
 from tabs.common import owner_of, user_errors
-from training.launcher import RunManager, RunStatus, read_events, tail_text
+from training.runs.launcher import RunManager, RunStatus, read_events, tail_text
 
 POLL_SECONDS = 2
 LOG_LINES = 40

@@ -8,7 +8,8 @@ from typing import Callable
 
 import gradio as gr
 
-from pipelines import hub_share, lora_library
+from pipelines import hub_share
+from pipelines.generate import lora_library
 from tabs.common import loras_root, owner_of, user_errors
 from tabs.generate import private_owner
 

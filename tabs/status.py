@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.registry import ROLES
-from pipelines.runtime import Runtime
+from pipelines.models.registry import ROLES
+from pipelines.models.runtime import Runtime
 
 
 def banner(runtime: Runtime) -> None:

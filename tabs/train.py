@@ -14,11 +14,11 @@ from typing import Any
 
 import gradio as gr
 
-from pipelines.runtime import Runtime
+from pipelines.models.runtime import Runtime
 from tabs.common import owned_folder, owner_of, slug, user_errors, user_uploads
-from training.launcher import USE_CASES, RunManager, clean_run_name, estimate
-from training.lora_settings import LoraSettings, coerce, field_types, resolve_settings
-from training.safe_zip import safe_extract_zip, single_top_folder
+from training.runs.launcher import USE_CASES, RunManager, clean_run_name, estimate
+from training.lora.settings import LoraSettings, coerce, field_types, resolve_settings
+from training.prepare.safe_zip import safe_extract_zip, single_top_folder
 
 # Shown above the fold; every other setting sits in the "Advanced" accordion, in the dataclass's order.
 MAIN_FIELDS = ("max_steps", "learning_rate", "rank", "alpha", "resolution", "trigger_word", "validation_prompts",

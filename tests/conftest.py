@@ -29,8 +29,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def tiny_runtime(_cache_dir):
-    from pipelines.profile import choose_profile
-    from pipelines.runtime import Runtime
+    from pipelines.models.profile import choose_profile
+    from pipelines.models.runtime import Runtime
 
     return Runtime(profile=choose_profile("tiny"), cache_dir=_cache_dir)
 

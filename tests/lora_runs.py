@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.lora import main
+from training.lora.cli import main
 
 FAST = ["--set", "batch_size=2", "--set", "gradient_accumulation_steps=1", "--set", "sample_steps=2",
         "--set", "learning_rate=2e-3", "--set", "lr_warmup_steps=0", "--set", "checkpointing_steps=2",

@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.anime import Stylizer, StylizeError, check_image, output_size
-from pipelines.anime_model import (AnimeStyleModel, CheckpointError, TINY_DECODER_WIDTHS, adain, read_checkpoint,
+from pipelines.anime.stylize import Stylizer, StylizeError, check_image, output_size
+from pipelines.anime.model import (AnimeStyleModel, CheckpointError, TINY_DECODER_WIDTHS, adain, read_checkpoint,
                                    save_checkpoint)
-from training.anime_loss import VGGFeatures, losses
-from training.anime_settings import AnimeSettingsError, resolve
+from training.anime.loss import VGGFeatures, losses
+from training.anime.settings import AnimeSettingsError, resolve
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_a_fine_tuned_encoder_is_loaded_without_touching_the_shared_one(tmp_path
 
 
 def test_face_crop_centres_on_the_single_face():
-    from pipelines.anime import face_centred
+    from pipelines.anime.stylize import face_centred
 
     class OneFace:
         def detect(self, image):
@@ -213,7 +213,7 @@ def test_a_seed_notebook_checkpoint_loads(tmp_path, tiny_runtime, model, batch):
 def test_the_anime_role_fetches_model_safetensors_from_a_repo_or_a_folder(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from pipelines import loaders
+    from pipelines.models import loaders
 
     calls = []
     monkeypatch.setattr(huggingface_hub, "hf_hub_download",

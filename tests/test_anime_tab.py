@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tabs.anime import make_handlers, settings_of
-from training.launcher import RunManager
+from training.runs.launcher import RunManager
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_train_then_stylize_with_the_runs_checkpoint(tab):
 
 def test_the_shipped_default_stylizes_and_follows_the_style(tab):
     _, (_, stylize, _), photos = tab
-    from pipelines.style_images import style_images
+    from pipelines.anime.style_images import style_images
 
     forest, night = (str(p) for p in style_images()[:2])
     content = str(photos / "0.png")
@@ -61,8 +61,8 @@ def test_the_shipped_default_stylizes_and_follows_the_style(tab):
 
 
 def test_full_profile_without_a_default_says_how_to_get_one(tmp_path):
-    from pipelines.profile import ProfileChoice
-    from pipelines.runtime import Runtime
+    from pipelines.models.profile import ProfileChoice
+    from pipelines.models.runtime import Runtime
 
     runtime = Runtime(ProfileChoice("full", "test", "cpu", False), cache_dir=tmp_path)
     manager = RunManager(tmp_path / "runs", max_active=1, poll_seconds=None)

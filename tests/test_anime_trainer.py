@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.anime import Stylizer
-from pipelines.anime_model import read_checkpoint
-from training.anime import main
-from training.anime_data import DataError, splits
+from pipelines.anime.stylize import Stylizer
+from pipelines.anime.model import read_checkpoint
+from training.anime.cli import main
+from training.anime.data import DataError, splits
 
 
 def write_images(folder, n, seed, size=(40, 32)):

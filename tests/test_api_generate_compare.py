@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from conftest import free_port
+from conftest import serve
 from lora_runs import make_run
 
 PROMPT = "a red square on a white background"
@@ -89,10 +89,10 @@ def test_restore_fills_generate_from_infotext_and_png_without_settings_is_refuse
 def test_base_vs_lora_slider_pair_uses_one_seed_and_lora_status_reports_layers(tiny_runtime, hub, monkeypatch):
     import numpy as np
 
-    from pipelines import lora_adapters
+    from pipelines.generate import lora_adapters
     from tabs.compare import make_ab
     from tabs.generate import lora_status
-    from training.launcher import RunManager
+    from training.runs.launcher import RunManager
 
     base_vs_lora = make_ab(tiny_runtime, RunManager(hub[1]))
     base, with_lora = base_vs_lora(PROMPT, "fashion/api-lora", 1.0, 3, 3, None)

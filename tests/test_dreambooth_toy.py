@@ -13,7 +13,7 @@ import torch
 
 from conftest import render_dataset
 from pipelines import toy_world
-from training.lora import main
+from training.lora.cli import main
 
 PALETTE = {**toy_world.COLORS, **toy_world.NEW_CONCEPT_COLORS}
 SUBJECT = "a sks square on a white background"
@@ -23,7 +23,7 @@ RED_CIRCLE = "a red circle on a white background"
 def load_toy(lora_run=None):
     from diffusers import StableDiffusionPipeline
 
-    from pipelines.registry import TOY_SD
+    from pipelines.models.registry import TOY_SD
 
     pipe = StableDiffusionPipeline.from_pretrained(TOY_SD, safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from PIL import Image
 
-from training.face_crop import face_box, face_crop_transform
+from pipelines.faces import face_box
+from training.lora.latents import face_crop_transform
 
 
 class Faces:

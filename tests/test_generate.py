@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from pipelines.text_to_image import GenerateSettings, InputError, check_inputs, generate
+from pipelines.generate.text_to_image import GenerateSettings, InputError, check_inputs, generate
 
 
 @pytest.mark.parametrize("changes, words", [

@@ -89,7 +89,7 @@ def test_push_errors_are_one_sentence(run_dir, tmp_path, monkeypatch):
 
 
 def test_pull_puts_the_repo_in_the_lora_list(run_dir, tmp_path):
-    from pipelines import lora_library
+    from pipelines.generate import lora_library
     from tabs import share
 
     calls = []

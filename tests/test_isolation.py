@@ -16,8 +16,8 @@ from PIL import Image
 from app import check_data_roots, hash_password, login_checker, parse_auth
 from conftest import serve
 from tabs.common import FolderError, owned_folder, private_roots
-from training.cli import UsageError
-from training.launcher import LaunchError, RunManager
+from training.runs.cli import UsageError
+from training.runs.launcher import LaunchError, RunManager
 
 LOGINS = "alice:alice-secret,bob:bob-secret"
 

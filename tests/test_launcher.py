@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from training.lora_settings import parse_sets
-from training.launcher import LaunchError, RunManager, build_command, estimate, trainer_args
-from training.lora_settings import SettingsError, resolve_settings
-from training.safe_zip import UnsafeZipError, safe_extract_zip
+from training.lora.settings import parse_sets
+from training.runs.launcher import LaunchError, RunManager, build_command, estimate, trainer_args
+from training.lora.settings import SettingsError, resolve_settings
+from training.prepare.safe_zip import UnsafeZipError, safe_extract_zip
 
 FAKE = "tests.fake_trainer"
 

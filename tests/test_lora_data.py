@@ -6,7 +6,7 @@ import json
 import pytest
 from PIL import Image
 
-from training.lora_data import DatasetError, read_captioned, read_instance_images
+from training.lora.data import DatasetError, read_captioned, read_instance_images
 
 
 def images(folder, *names):

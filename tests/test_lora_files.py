@@ -9,8 +9,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save, save_file
 
-from pipelines import lora_library
-from pipelines.lora_files import LoraFileError, inspect
+from pipelines.generate import lora_library
+from pipelines.generate.lora_files import LoraFileError, inspect
 
 
 class Boom:

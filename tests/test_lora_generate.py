@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import save_file
 
 from lora_runs import make_run
-from pipelines import infotext, lora_library, text_to_image
-from pipelines.lora_adapters import LoraApplyError, adapters_for
-from pipelines.lora_files import inspect
-from pipelines.text_to_image import GenerateSettings, InputError, run
+from pipelines.generate import infotext, lora_library, text_to_image
+from pipelines.generate.lora_adapters import LoraApplyError, adapters_for
+from pipelines.generate.lora_files import inspect
+from pipelines.generate.text_to_image import GenerateSettings, InputError, run
 
 PROMPT = "a red square on a white background"
 
@@ -57,7 +57,7 @@ def test_lora_changes_the_image_scales_with_weight_and_switching_never_reloads(t
 
 
 def test_two_loras_at_once_and_checkpoint_keeps_its_alpha(tiny_runtime, known):
-    from pipelines.lora_adapters import load_arguments
+    from pipelines.generate.lora_adapters import load_arguments
 
     chosen = lora_library.resolve("fashion/shapes:0.7, fashion/shapes@step-2:0.3", known)
     result = run(tiny_runtime, settings(loras=chosen))
@@ -115,7 +115,7 @@ def test_a_lora_for_another_model_is_one_sentence_and_leaves_nothing_behind(tiny
 
 
 def test_a_lora_that_applies_to_nothing_is_a_warning(tiny_runtime, known, monkeypatch):
-    from pipelines import lora_adapters
+    from pipelines.generate import lora_adapters
 
     monkeypatch.setattr(lora_adapters, "count_modules", lambda pipe, name: 0)
     result = run(tiny_runtime, settings(loras=lora_library.resolve("fashion/shapes", known)))

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
-from training.lora import main
+from training.lora.cli import main
 
 FAST = ["--set", "batch_size=2", "--set", "gradient_accumulation_steps=1", "--set", "sample_steps=0",
         "--set", "learning_rate=1e-3", "--set", "lr_warmup_steps=0", "--set", "log_every=1"]
@@ -43,7 +43,7 @@ def trained_run(toy_dataset, tmp_path_factory):
 def toy_pipe():
     from diffusers import StableDiffusionPipeline
 
-    from pipelines.registry import TOY_SD
+    from pipelines.models.registry import TOY_SD
 
     pipe = StableDiffusionPipeline.from_pretrained(TOY_SD, safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
@@ -68,10 +68,10 @@ def test_run_folder_is_complete(trained_run):
 def test_loss_decreases_on_a_fixed_batch(toy_dataset, tmp_path):
     from accelerate import Accelerator
 
-    from training.lora_batches import generator
-    from training.lora_settings import resolve_settings
-    from training.lora_trainer import LoraRun
-    from training.run_folder import RunFolder
+    from training.lora.batches import generator
+    from training.lora.settings import resolve_settings
+    from training.lora.trainer import LoraRun
+    from training.runs.folder import RunFolder
 
     s = resolve_settings("fashion", {"learning_rate": 2e-3, "dropout": 0.0, "lr_warmup_steps": 0,
                                      "lr_scheduler": "constant"})
@@ -183,10 +183,10 @@ def test_early_stopping_and_the_latent_cache_reused_across_runs(toy_dataset, tmp
 def test_min_snr_and_noise_offset_change_the_loss(toy_dataset, tmp_path):
     from accelerate import Accelerator
 
-    from training.lora_batches import generator
-    from training.lora_settings import resolve_settings
-    from training.lora_trainer import LoraRun
-    from training.run_folder import RunFolder
+    from training.lora.batches import generator
+    from training.lora.settings import resolve_settings
+    from training.lora.trainer import LoraRun
+    from training.runs.folder import RunFolder
 
     run = LoraRun(resolve_settings("fashion", {"dropout": 0.0}), toy_dataset, RunFolder(tmp_path), "tiny",
                   Accelerator(cpu=True))

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from PIL import Image
 
-from pipelines import outputs
+from pipelines.generate import outputs
 
 
 def image(seed):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from training.caption_clean import clean_caption, load_deny_words
-from training.captions_io import (CaptionFileError, caption_file_in, csv_problem, read_captions, read_metadata,
+from training.prepare.caption_clean import clean_caption, load_deny_words
+from training.prepare.captions_io import (CaptionFileError, caption_file_in, csv_problem, read_captions, read_metadata,
                                   update_captions, write_captions_csv, write_captions_txt, write_fashion_csv,
                                   write_metadata)
 

@@ -10,7 +10,7 @@ import shutil
 from PIL import Image
 
 from pipelines import toy_world
-from training.dedupe import exact_duplicates, fingerprint, near_duplicates
+from training.prepare.dedupe import exact_duplicates, fingerprint, near_duplicates
 
 VARIANTS = ("jpeg", "smaller", "larger", "crop")
 

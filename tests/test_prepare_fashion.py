@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 
 from tests.prepare_images import blurry, exif_rotated, photo, save, truncated
-from training import captions_io
-from training.lora_data import read_captioned
-from training.prepare import main
-from training.prepare_common import PrepareError
-from training.prepare_fashion import FashionOptions, prepare_fashion
+from training.prepare import captions_io
+from training.lora.data import read_captioned
+from training.prepare.cli import main
+from training.prepare.common import PrepareError
+from training.prepare.fashion import FashionOptions, prepare_fashion
 
 CAPTION = "a model wearing a {} summer outfit"
 

@@ -15,9 +15,9 @@ from PIL import Image
 
 from pipelines.captioning import runtime_captioner
 from tests.prepare_images import blurry, photo, save, truncated, with_text
-from training.prepare import main
-from training.prepare_common import PrepareError
-from training.prepare_ghibli import GhibliOptions, prepare_ghibli
+from training.prepare.cli import main
+from training.prepare.common import PrepareError
+from training.prepare.ghibli import GhibliOptions, prepare_ghibli
 
 TRIPLES = [("red", "circle", "white"), ("blue", "square", "black"), ("green", "triangle", "gray"),
            ("yellow", "circle", "black"), ("purple", "square", "white"), ("orange", "triangle", "black")]

@@ -9,9 +9,9 @@ from PIL import Image
 
 from pipelines import toy_world
 from tests.prepare_images import blurry, bomb_png, exif_rotated, photo, save, truncated, with_text
-from training.image_checks import (ImageProblem, aspect_ratio, fit_square, open_image, sharpness, shrink_to,
+from pipelines.images import (ImageProblem, aspect_ratio, fit_square, open_image, sharpness, shrink_to,
                                    to_rgb)
-from training.text_regions import DEFAULT_THRESHOLD, text_fraction
+from training.prepare.text_regions import DEFAULT_THRESHOLD, text_fraction
 
 
 def refused(path, **kwargs) -> str:

@@ -9,9 +9,9 @@ from matplotlib import cbook
 from PIL import Image, ImageEnhance, ImageOps
 
 from tests.prepare_images import exif_rotated, save, truncated
-from training.prepare import main
-from training.prepare_common import PrepareError
-from training.prepare_portraits import PortraitOptions, face_detector, prepare_dreambooth
+from training.prepare.cli import main
+from training.prepare.common import PrepareError
+from training.prepare.portraits import PortraitOptions, face_detector, prepare_dreambooth
 
 
 class Faces:

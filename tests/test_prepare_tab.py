@@ -13,7 +13,7 @@ from PIL import Image
 
 from tabs import datasets
 from tests.prepare_images import blurry, photo, save, truncated
-from training.launcher import RunManager
+from training.runs.launcher import RunManager
 
 MALLORY = SimpleNamespace(username="mallory")
 

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.prepare_images import photo
-from training.prepare_ghibli import GhibliOptions, prepare_ghibli
-from training.url_import import DownloadSettings, Fetcher, download_all, read_url_list, safe_filename
+from training.prepare.ghibli import GhibliOptions, prepare_ghibli
+from training.prepare.url_import import DownloadSettings, Fetcher, download_all, read_url_list, safe_filename
 
 FAST = DownloadSettings(timeout=0.5, retries=2, backoff=0.01, max_bytes=200_000, delay=0.0)
 

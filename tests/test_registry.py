@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.profile import choose_profile
-from pipelines.registry import (ROLES, TOY_SD, RegistryError, env_overrides, parse_overrides,
+from pipelines.models.profile import choose_profile
+from pipelines.models.registry import (ROLES, TOY_SD, RegistryError, env_overrides, parse_overrides,
                                 resolve)
 
 EXPECTED_ROLES = {"sd15", "portrait", "sdxl_inpaint", "captioner", "vit", "anime", "vgg19", "vgg16", "faces",

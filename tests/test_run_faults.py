@@ -10,11 +10,11 @@ import os
 import pytest
 from safetensors.torch import load_file
 
-from training import checkpoint
-from training.checkpoint import ResumeError
-from training.launcher import RunManager
-from training.lora import main
-from training.run_folder import RunFolder
+from training.runs import checkpoint
+from training.runs.checkpoint import ResumeError
+from training.runs.launcher import RunManager
+from training.lora.cli import main
+from training.runs.folder import RunFolder
 
 FAST = ["--set", "batch_size=2", "--set", "gradient_accumulation_steps=1", "--set", "sample_steps=0",
         "--set", "lr_warmup_steps=0", "--set", "log_every=1", "--set", "checkpointing_steps=1"]
@@ -41,7 +41,7 @@ def runs_tab_state(run_dir, returncode: int) -> tuple[str, str]:
 # ---- 5: a diverging run stops, says which setting to lower, and writes no final/ -----------------------------
 
 def test_shared_guard_stops_with_one_sentence_and_exit_code_2(tmp_path):
-    from training.run_folder import NonFiniteLoss, check_finite, run_guarded
+    from training.runs.folder import NonFiniteLoss, check_finite, run_guarded
 
     with pytest.raises(NonFiniteLoss, match=r"The loss became nan at step 3; lower learning_rate and start again"):
         check_finite(float("nan"), "loss", "step 3", "learning_rate")
@@ -69,7 +69,7 @@ def test_lora_learning_rate_too_high_fails_without_final(toy_dataset, tmp_path):
 
 
 def test_lora_weights_gone_nan_on_the_last_step_never_reach_final(toy_dataset, tmp_path, monkeypatch):
-    from training import lora_trainer
+    from training.lora import trainer as lora_trainer
 
     def poisoned_update(self, step):  # the loss was fine, the update was not
         loss = real_update(self, step)
@@ -85,7 +85,7 @@ def test_lora_weights_gone_nan_on_the_last_step_never_reach_final(toy_dataset, t
 
 
 def test_toy_recipe_stops_on_a_diverging_stage(tmp_path, caplog):
-    from training.toy import main as toy_main
+    from training.toy.recipe import main as toy_main
 
     out = tmp_path / "toy"
     code = toy_main(["--num-images", "16", "--vae-steps", "4", "--vae-batch-size", "4", "--vae-lr", "1e30",
@@ -107,7 +107,7 @@ def test_resume_latest_skips_damaged_checkpoints(toy_dataset, tmp_path, caplog):
     assert [p.name for p in RunFolder(run_dir).checkpoint_dirs()] == ["step-1", "step-2"]
     damage_header(run_dir / "checkpoints" / "step-2" / checkpoint.LORA_FILE)
 
-    with caplog.at_level(logging.WARNING, logger="training.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="training.runs.checkpoint"):
         assert train(toy_dataset, run_dir, "--resume", "latest") == 0
     assert any("step-2 is damaged" in r.getMessage() and "header too large" in r.getMessage()
                for r in caplog.records)
@@ -124,7 +124,7 @@ def test_resume_latest_skips_damaged_checkpoints(toy_dataset, tmp_path, caplog):
 
 def test_anime_resume_latest_skips_a_truncated_state_file(tmp_path, caplog):
     from test_anime_trainer import write_images
-    from training.anime import main as anime_main
+    from training.anime.cli import main as anime_main
 
     content, style = write_images(tmp_path / "c", 2, 0), write_images(tmp_path / "s", 2, 1)
     base = ["--content", str(content), "--style", str(style), "--output", str(tmp_path / "run"), "--profile", "tiny",
@@ -132,7 +132,7 @@ def test_anime_resume_latest_skips_a_truncated_state_file(tmp_path, caplog):
     assert anime_main([*base, "--epochs", "2"]) == 0
     state = tmp_path / "run" / "checkpoints" / "step-2" / "state.json"
     state.write_text(state.read_text()[:30])
-    with caplog.at_level(logging.WARNING, logger="training.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="training.runs.checkpoint"):
         assert anime_main([*base, "--epochs", "3", "--resume", "latest"]) == 0
     assert "step-2 is damaged (JSONDecodeError" in caplog.text
     assert [e["epoch"] for e in events(tmp_path / "run") if e["kind"] == "train"] == [1, 2, 2, 3]

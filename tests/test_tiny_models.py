@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import loaders, registry, tiny_models
-from pipelines.loaders import ModelLoadError
+from pipelines.models import loaders, registry, tiny_models
+from pipelines.models.loaders import ModelLoadError
 
 BUILD_ROLES = [name for name, role in registry.ROLES.items() if role.tiny == "build"]
 

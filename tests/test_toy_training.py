@@ -7,7 +7,7 @@ import json
 import torch
 from diffusers import StableDiffusionPipeline
 
-from training.toy import ToySettings, train, tune_saved_decoder
+from training.toy.recipe import ToySettings, train, tune_saved_decoder
 
 QUICK = dict(num_images=64, vae_steps=3, vae_batch_size=8, unet_steps=3, batch_size=8, open_color_images=16,
              decoder_steps=3)

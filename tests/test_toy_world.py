@@ -42,7 +42,7 @@ def test_renderer_is_deterministic_and_within_spec():
     ("green", "circle", "white"), ("purple", "square", "black"), ("orange", "triangle", "gray"),
 ])
 def test_toy_model_draws_what_it_is_asked_for(tiny_runtime, color, shape, background):
-    from pipelines.text_to_image import GenerateSettings, defaults_for, generate
+    from pipelines.generate.text_to_image import GenerateSettings, defaults_for, generate
 
     d = defaults_for(tiny_runtime.profile.name)
     settings = GenerateSettings(toy_world.caption(color, shape, background), d.negative_prompt, d.steps,

@@ -51,7 +51,7 @@ def test_bad_command_lines_are_one_line_and_exit_2(command, words, tmp_path, blo
 
 
 def test_toy_refuses_a_count_below_1_before_training(tmp_path, capsys):
-    from training.toy import main as toy_main
+    from training.toy.recipe import main as toy_main
 
     assert toy_main(["--unet-steps", "-1", "--output", str(tmp_path / "toy")]) == 2
     assert capsys.readouterr().err == "training.toy: --unet-steps must be positive, not -1.\n"
@@ -64,7 +64,7 @@ def test_app_refuses_an_unwritable_runs_folder(blocked):
 
 
 def test_validation_steps_0_means_never(toy_dataset, tmp_path):
-    from training.lora import main
+    from training.lora.cli import main
 
     out = tmp_path / "run"
     code = main(["--preset", "fashion", "--data", str(toy_dataset), "--output", str(out), "--profile", "tiny",

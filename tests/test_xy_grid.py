@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import xy_grid
-from pipelines.lora_files import LoraFile
-from pipelines.text_to_image import GenerateSettings, InputError
+from pipelines.generate import xy_grid
+from pipelines.generate.lora_files import LoraFile
+from pipelines.generate.text_to_image import GenerateSettings, InputError
 
 BASE = GenerateSettings("a red square on a white background", steps=3, width=64, height=64, seed=9)
 

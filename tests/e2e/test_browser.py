@@ -45,7 +45,7 @@ def test_empty_prompt_shows_an_error_and_the_page_stays_up(page):
 def test_stylize_a_photo_with_the_default_anime_model(page, tmp_path):
     from PIL import Image
 
-    from pipelines.style_images import style_images
+    from pipelines.anime.style_images import style_images
 
     photo = tmp_path / "photo.png"
     Image.new("RGB", (96, 64), (200, 120, 60)).save(photo)
