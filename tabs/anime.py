@@ -135,8 +135,8 @@ def _stylize_section(choices, stylize, default: list[tuple[str, str]]) -> gr.Dro
                                      value=default[0][1] if default else None, allow_custom_value=True,
                                      elem_id="anime-checkpoint")
             refresh = gr.Button("Refresh checkpoints", size="sm")
-            content = ImageFile(label="Content photo", elem_id="anime-content")
-            style = ImageFile(label="Style image", elem_id="anime-style")
+            content = ImageFile(label="Content photo", type="filepath", elem_id="anime-content")
+            style = ImageFile(label="Style image", type="filepath", elem_id="anime-style")
             gr.Examples([[str(p)] for p in style_images()], inputs=[style], label="Shipped style images")
             alpha = gr.Slider(0, 1, value=1, step=0.05, label="Alpha (0 = content, 1 = full style)")
             keep = gr.Checkbox(label="Preserve the photo's colours")

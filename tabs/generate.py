@@ -155,7 +155,8 @@ def build(runtime: Runtime, manager=None) -> None:
                                      buttons=["download", "fullscreen"])
                 used_seed = gr.Number(label="Seed used", precision=0, interactive=False)
                 with gr.Accordion("PNG info", open=False):
-                    png = ImageFile(label="Drop a PNG", sources=["upload"], elem_id="png-info-image")
+                    png = ImageFile(label="Drop a PNG", type="filepath", sources=["upload"],
+                                    elem_id="png-info-image")
                     params = gr.Textbox(label="Parameters", lines=5, interactive=False, elem_id="png-info-text")
                     send = gr.Button("↩ Restore into Generate", size="sm")
         inputs = [prompt, negative, steps, cfg, seed, width, height, count, sampler, batch_count, spec, triggers]

@@ -14,9 +14,8 @@ class ImageFile(gr.Image):
     names the file. Gradio's upload route keeps the user's file name, so the path's name is theirs.
     """
     is_template = True  # drawn by gr.Image's front end
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, type="filepath", **kwargs)
+    # No __init__ of our own: Gradio records a component's props from its __init__ signature, and a
+    # (*args, **kwargs) one loses them all (the page then draws nothing). preprocess ignores ``type``.
 
     def preprocess(self, payload: ImageData | None) -> str | None:
         """The uploaded file's path (an inline data: URL is written to Gradio's cache as bytes, not decoded)."""

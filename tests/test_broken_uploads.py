@@ -58,3 +58,16 @@ def test_stylize_names_a_broken_content_or_style_file(client, broken, tmp_path):
     result, _ = client.predict("default", good, good, 0.8, False, False, api_name="/stylize")
     with Image.open(result) as im:
         assert im.size == (64, 64)
+
+
+def test_the_undecoded_image_input_keeps_its_props_for_the_page():
+    """Gradio reads props from __init__'s signature; a lost label once left the whole Anime tab blank."""
+    import gradio as gr
+
+    from tabs.image_file import ImageFile
+
+    with gr.Blocks() as demo:
+        ImageFile(label="Content photo", type="filepath", elem_id="anime-content")
+    [component] = demo.get_config_file()["components"]
+    assert component["type"] == "image" and component["props"]["label"] == "Content photo"
+    assert component["props"]["elem_id"] == "anime-content"
