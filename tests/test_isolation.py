@@ -153,6 +153,16 @@ def test_a_second_user_reaches_nothing_of_the_first(two_users):
                     api_name="/train")
     with pytest.raises(AppError, match="no run named"):
         bob.predict("fashion/alice-run", api_name="/run_status")
+    for folder in (str(alice["dataset"]), "../../alice/datasets/set1/dataset"):
+        with pytest.raises(AppError, match="not one of your prepared datasets"):
+            bob.predict(folder, {"headers": ["file_name", "text"], "data": [["a.png", "mine now"]]},
+                        api_name="/save_captions")
+    assert "mine now" not in (alice["dataset"] / "metadata.jsonl").read_text()
+    from gradio_client import handle_file
+
+    with pytest.raises(AppError, match="not one of your anime runs"):
+        bob.predict(str(alice["sample"]), handle_file(str(alice["sample"])), handle_file(str(alice["sample"])),
+                    api_name="/stylize")
     assert client_for(url, "alice").predict("fashion/alice-run", api_name="/run_status")["owner"] == "alice"
     assert not list((alice["samples"].parents[2]).glob("*/steal*"))  # no run was created
 
