@@ -26,9 +26,9 @@ class HubError(ValueError):
     """A Hub action cannot be done; the message says why in one sentence."""
 
 
-def token_from(box: str | None) -> str | None:
-    """The token typed in the UI (kept in memory only), else ``HF_TOKEN``."""
-    return (box or "").strip() or os.environ.get("HF_TOKEN") or None
+def token_from(box: str | None, server_token: bool = True) -> str | None:
+    """The token typed in the UI (kept in memory only), else ``HF_TOKEN`` when ``server_token`` allows it."""
+    return (box or "").strip() or (os.environ.get("HF_TOKEN") if server_token else None) or None
 
 
 def check_repo_id(repo_id: str) -> str:

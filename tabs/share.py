@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,12 @@ from tabs.generate import private_owner
 log = logging.getLogger(__name__)
 
 
+def server_token_allowed(request: gr.Request | None) -> bool:
+    """The server's own HF_TOKEN serves only a one-person server: with logins or on a public Space, a visitor
+    would push to (or read from) the operator's account."""
+    return not getattr(request, "username", None) and not os.environ.get("SPACE_ID")
+
+
 def make_handlers(manager, api_factory: Callable | None = None, download: Callable | None = None):
     """(push, pull) as plain functions. ``api_factory`` builds the HfApi (a stand-in in tests)."""
 
@@ -28,7 +35,8 @@ def make_handlers(manager, api_factory: Callable | None = None, download: Callab
         with tempfile.TemporaryDirectory(prefix="atelier-push-") as tmp:
             folder = hub_share.build_folder(run_dir, Path(tmp) / "repo", repo_id, license)
             api = (api_factory or HfApi)()
-            url = hub_share.push(api, folder, repo_id, hub_share.token_from(token), private=bool(private))
+            url = hub_share.push(api, folder, repo_id, hub_share.token_from(token, server_token_allowed(request)),
+                                 private=bool(private))
         return f"Uploaded to {url} ({'private' if private else 'public'})."
 
     @user_errors
@@ -36,7 +44,8 @@ def make_handlers(manager, api_factory: Callable | None = None, download: Callab
         owner = private_owner(request)
         repo_id = hub_share.check_repo_id(repo_id)
         dest = lora_library.hub_folder(loras_root(manager), owner, repo_id)
-        hub_share.pull(repo_id, dest, hub_share.token_from(token), download=download)
+        hub_share.pull(repo_id, dest, hub_share.token_from(token, server_token_allowed(request)),
+                       download=download)
         return f"Pulled {repo_id}; pick hub/{repo_id} in Generate's LoRA menus."
     return push, pull
 
@@ -46,7 +55,7 @@ def build(manager) -> None:
     push, pull = make_handlers(manager)
     with gr.Tab("Share") as tab:
         gr.Markdown("The token stays in this page's memory for the request only; it is never saved. "
-                    "Without one, `HF_TOKEN` from the server's environment is used.")
+                    "Without one, a server run by one person (no logins, not a Space) uses its own `HF_TOKEN`.")
         token = gr.Textbox(label="Hugging Face token", type="password")
         with gr.Row():
             with gr.Column():

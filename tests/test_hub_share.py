@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import gradio as gr
 import pytest
 
 from lora_runs import make_run
@@ -127,3 +128,22 @@ def test_pull_errors_missing_unreachable_and_not_a_lora(tmp_path):
     with pytest.raises(HubError, match="bob/p: model.safetensors is a pickle file"):
         hub_share.pull("bob/p", tmp_path / "c", download=pickles)
     assert not (tmp_path / "c").exists()
+
+
+def test_the_servers_token_serves_only_a_one_person_server(run_dir, tmp_path, monkeypatch):
+    """With logins or on a public Space, a visitor without a token must not push as the operator."""
+    from tabs import share
+
+    monkeypatch.setenv("HF_TOKEN", "hf_operator")
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    api = RecordingApi()
+    manager = SimpleNamespace(find=lambda run_id, owner: run_dir, runs_root=tmp_path / "runs")
+    push, _ = share.make_handlers(manager, api_factory=lambda: api)
+    push("fashion/share-me", "me/x", "", "mit", True, SimpleNamespace(username=None))  # local, no logins
+    assert api.calls[0][2]["token"] == "hf_operator"
+    with pytest.raises(gr.Error, match="No Hugging Face token"):
+        push("fashion/share-me", "operator/x", "", "mit", True, SimpleNamespace(username="bob"))
+    monkeypatch.setenv("SPACE_ID", "operator/atelier")
+    with pytest.raises(gr.Error, match="No Hugging Face token"):
+        push("fashion/share-me", "operator/x", "", "mit", True, SimpleNamespace(username=None))
+    assert len(api.calls) == 2  # the refused pushes reached nothing
