@@ -1,4 +1,4 @@
-"""DreamBooth portraits (seed 004): the real face detector of the tiny profile (OpenCV's Haar cascade) on blank
+"""DreamBooth portraits (seed 004): the real face detector of the tiny profile (dlib) on blank
 and real photos, the "fewer than 5 usable" error, face-crop geometry with a stand-in detector, EXIF, counts."""
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class Faces:
 
 
 @pytest.fixture(scope="module")
-def haar(tiny_runtime):
+def faces(tiny_runtime):
     return face_detector(tiny_runtime)
 
 
@@ -35,11 +35,11 @@ def blank_photos(folder, n, size=(400, 300)):
     return folder
 
 
-def test_too_few_usable_photos_says_why_and_writes_nothing(tmp_path, haar):
+def test_too_few_usable_photos_says_why_and_writes_nothing(tmp_path, faces):
     photos = blank_photos(tmp_path / "me", 6)
     truncated(photos / "broken.jpg")
     with pytest.raises(PrepareError) as info:
-        prepare_dreambooth(PortraitOptions(images=photos, out=tmp_path / "out", crop_face=True), haar)
+        prepare_dreambooth(PortraitOptions(images=photos, out=tmp_path / "out", crop_face=True), faces)
     message = str(info.value)
     assert message.startswith("Only 0 of 7 photos are usable, and DreamBooth needs at least 5; not usable: ")
     assert str(tmp_path) not in message and len(info.value.report.dropped) == 7
@@ -48,19 +48,19 @@ def test_too_few_usable_photos_says_why_and_writes_nothing(tmp_path, haar):
     assert not (tmp_path / "out").exists()
 
     # Without --crop-face a photo with no detected face is kept with a warning (the detector may miss profiles).
-    report = prepare_dreambooth(PortraitOptions(images=photos, out=tmp_path / "warned"), haar)
+    report = prepare_dreambooth(PortraitOptions(images=photos, out=tmp_path / "warned"), faces)
     assert len(report.kept) == 6 and {n.kind for n in report.warnings} == {"faces", "small"}
     assert "blank-0.png: no face found; DreamBooth learns a person best" in report.warnings[0].message
 
 
-def test_real_faces_are_found_and_cropped(tmp_path, haar):
+def test_real_faces_are_found_and_cropped(tmp_path, faces):
     hopper = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
     variants = [hopper, ImageOps.mirror(hopper), hopper.crop((20, 30, 500, 590)),
                 ImageEnhance.Brightness(hopper).enhance(1.3), ImageEnhance.Contrast(hopper).enhance(0.8)]
     for i, image in enumerate(variants):
         save(image, tmp_path / "photos" / f"{i}.jpg", quality=92)
     report = prepare_dreambooth(PortraitOptions(images=tmp_path / "photos", out=tmp_path / "out", crop_face=True,
-                                                size=128), haar)
+                                                size=128), faces)
     assert len(report.kept) == 5 and not report.warnings
     assert all(Image.open(tmp_path / "out" / name).size == (128, 128) for name in report.kept)
     rows = [json.loads(line) for line in (tmp_path / "out" / "metadata.jsonl").read_text().splitlines()]

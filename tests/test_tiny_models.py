@@ -125,19 +125,32 @@ def test_clip_scorer_logits(built):
         assert model(**inputs).logits_per_image.shape == (2, 2)
 
 
-def test_faces_cascade_finds_nothing_on_blank():
-    detector = loaders.load("faces", registry.ROLES["faces"].tiny)
-    assert detector.detect(Image.new("RGB", (128, 128), "white")) == []
+def test_offline_faces_find_nothing_on_blank_and_tell_people_apart():
+    """dlib's real models: the same photo mirrored is closer than two different people (packages' samples)."""
+    import numpy as np
+    from matplotlib import cbook
+    from PIL import ImageOps
+    from skimage import data
+
+    faces = loaders.load("faces", registry.ROLES["faces"].tiny)
+    assert faces.detect(Image.new("RGB", (128, 128), "white")) == []
+    hopper = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+    astronaut = Image.fromarray(data.astronaut())
+    (box, a), (_, b), (_, c) = (faces.identities(im)[0] for im in (hopper, ImageOps.mirror(hopper), astronaut))
+    assert box[2] > 100 and abs(np.linalg.norm(a) - 1) < 1e-5  # the largest face comes first
+    same, other = float(a @ b), float(a @ c)
+    assert same > 0.95 and other < same - 0.1, (same, other)
 
 
-def test_faces_missing_cascade_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelLoadError, match="missing or unreadable"):
-        loaders.load("faces", f"opencv:{tmp_path / 'none.xml'}")
+def test_faces_missing_models_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="dlib face models are missing"):
+        loaders.load("faces", f"dlib:{tmp_path}")
 
 
 def test_insightface_boxes_become_xywh():
     class Face:
         bbox = [10.2, 20.0, 50.0, 80.4, 0.9]
+        normed_embedding = [1.0, 0.0]
 
     class App:
         def get(self, bgr):

@@ -211,46 +211,65 @@ def load_lpips(ref: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
     return _frozen(model, device, dtype)
 
 
-class CascadeFaces:
-    """Face boxes from an OpenCV Haar cascade."""
+class DlibFaces:
+    """Face boxes and 128-d identity embeddings from dlib: HOG detector, 5-point landmarks, ResNet recogniser."""
 
-    def __init__(self, classifier: Any):
-        self.impl = classifier
+    def __init__(self, detector: Any, landmarks: Any, recogniser: Any):
+        self.detector, self.landmarks, self.recogniser = detector, landmarks, recogniser
 
     def detect(self, image: Any) -> list[Box]:
-        """Face boxes ``(x, y, w, h)`` in ``image`` (a PIL image)."""
-        import cv2
+        """Face boxes ``(x, y, w, h)`` in ``image`` (a PIL image), largest first."""
+        return [box for box, _ in self._rects(image)]
+
+    def identities(self, image: Any) -> list[tuple[Box, Any]]:
+        """(box, unit-length embedding) of every face, largest first."""
         import numpy as np
-        gray = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2GRAY)
-        boxes = self.impl.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-        return [tuple(int(v) for v in box) for box in boxes]
+        pixels = np.asarray(image.convert("RGB"))
+        out = []
+        for box, rect in self._rects(image):
+            vector = np.asarray(self.recogniser.compute_face_descriptor(pixels, self.landmarks(pixels, rect)))
+            out.append((box, (vector / np.linalg.norm(vector)).astype(np.float32)))
+        return out
+
+    def _rects(self, image: Any) -> list[tuple[Box, Any]]:
+        import numpy as np
+        found = self.detector(np.asarray(image.convert("RGB")), 1)  # upsample once: faces from ~40 px
+        boxes = [((r.left(), r.top(), r.width(), r.height()), r) for r in found]
+        return sorted(boxes, key=lambda b: -b[0][2] * b[0][3])
 
 
 class InsightFaces:
-    """Face boxes (and, through ``impl.get``, identity embeddings) from an insightface model pack."""
+    """Face boxes and identity embeddings from an insightface model pack."""
 
     def __init__(self, app: Any):
         self.impl = app
 
     def detect(self, image: Any) -> list[Box]:
-        """Face boxes ``(x, y, w, h)`` in ``image`` (a PIL image)."""
+        """Face boxes ``(x, y, w, h)`` in ``image`` (a PIL image), largest first."""
+        return [box for box, _ in self.identities(image)]
+
+    def identities(self, image: Any) -> list[tuple[Box, Any]]:
+        """(box, unit-length embedding) of every face, largest first."""
         import numpy as np
         bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
-        boxes = []
+        out = []
         for face in self.impl.get(bgr):
             x1, y1, x2, y2 = (int(round(float(v))) for v in face.bbox[:4])
-            boxes.append((x1, y1, x2 - x1, y2 - y1))
-        return boxes
+            out.append(((x1, y1, x2 - x1, y2 - y1), np.asarray(face.normed_embedding, dtype=np.float32)))
+        return sorted(out, key=lambda f: -f[0][2] * f[0][3])
 
 
-def load_faces(ref: str, device: str, dtype: torch.dtype) -> CascadeFaces | InsightFaces:
-    """A face detector with ``detect(image)``: ``insightface:PACK`` or ``opencv:CASCADE`` (name or .xml path)."""
+def load_faces(ref: str, device: str, dtype: torch.dtype) -> DlibFaces | InsightFaces:
+    """A face model with ``detect`` and ``identities``: ``insightface:PACK`` or ``dlib:FOLDER``.
+
+    ``dlib:face_recognition_models`` is the model folder the ``face-recognition-models`` package installs.
+    """
     scheme, _, name = ref.partition(":")
     if scheme == "insightface":
         return _insightface(name, device)
-    if scheme == "opencv":
-        return _cascade(name)
-    raise ModelLoadError(f"The faces reference {ref} is neither insightface:PACK nor opencv:CASCADE; use e.g. "
+    if scheme == "dlib":
+        return _dlib(name)
+    raise ModelLoadError(f"The faces reference {ref} is neither insightface:PACK nor dlib:FOLDER; use e.g. "
                          "insightface:buffalo_l.")
 
 
@@ -263,14 +282,23 @@ def _insightface(name: str, device: str) -> InsightFaces:
     return InsightFaces(app)
 
 
-def _cascade(name: str) -> CascadeFaces:
-    import cv2
-    path = Path(name).expanduser() if name.endswith(".xml") else Path(cv2.data.haarcascades) / f"{name}.xml"
-    classifier = cv2.CascadeClassifier(str(path)) if path.is_file() else None
-    if classifier is None or classifier.empty():
-        raise ModelLoadError(f"The faces cascade {path} is missing or unreadable; give an existing cascade .xml "
-                             "as --model faces=opencv:PATH.xml.")
-    return CascadeFaces(classifier)
+DLIB_FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
+
+
+def _dlib(name: str) -> DlibFaces:
+    import importlib.util
+
+    import dlib
+    folder = Path(name).expanduser()
+    if not folder.is_dir():  # a package name: its models/ folder, found without importing it (it needs
+        spec = importlib.util.find_spec(name)  # pkg_resources, which new setuptools no longer ship)
+        folder = Path(spec.origin).parent / "models" if spec and spec.origin else folder
+    missing = [f for f in DLIB_FILES if not (folder / f).is_file()]
+    if missing:
+        raise ModelLoadError(f"The dlib face models are missing ({', '.join(missing)} in {folder}); install "
+                             "face-recognition-models or give a folder holding them as --model faces=dlib:FOLDER.")
+    return DlibFaces(dlib.get_frontal_face_detector(), dlib.shape_predictor(str(folder / DLIB_FILES[0])),
+                     dlib.face_recognition_model_v1(str(folder / DLIB_FILES[1])))
 
 
 LOADERS: dict[str, Callable[[str, str, torch.dtype], Any]] = {

@@ -37,8 +37,8 @@ ROLES: dict[str, Role] = {r.name: r for r in (
     Role("anime", "photo→anime style model, the Anime tab's default (seed 002)", "", str(ANIME_TINY)),
     Role("vgg19", "style/content loss network", "torchvision:vgg19", "build"),
     Role("vgg16", "perceptual loss network", "torchvision:vgg16", "build"),
-    Role("faces", "face detection and identity (insightface)", "insightface:buffalo_l",
-         "opencv:haarcascade_frontalface_default"),
+    Role("faces", "face detection and identity (insightface; dlib offline)", "insightface:buffalo_l",
+         "dlib:face_recognition_models"),
     Role("lpips", "perceptual distance", "lpips:alex", "build"),
     Role("clip_scorer", "prompt/image agreement (CLIP score)", "openai/clip-vit-large-patch14", "build"),
 )}
