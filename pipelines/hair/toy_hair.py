@@ -150,3 +150,51 @@ def judge(image: Image.Image, mask: np.ndarray) -> HairVerdict:
     below = mask[:-3] & mask[3:]
     same = np.abs(pixels[:-3].sum(-1) - pixels[3:].sum(-1))[below] < 0.2 * bright.sum()
     return HairVerdict(color=color, curl="생머리" if same.mean() > 0.5 else "곱슬")
+
+
+def face_identity(image: Image.Image) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """What the toy world offers where a face model sees nothing: the skin ellipse's box and a unit vector of
+    the person's skin colour, face size and eye spacing (None when no toy face is there)."""
+    import cv2
+
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    distance = np.min([np.abs(pixels - np.asarray(c)).sum(-1) for c in SKINS.values()], axis=0)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((distance < 12).astype(np.uint8))
+    if count < 2:
+        return None
+    blob = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h, area = (int(v) for v in stats[blob])
+    if area < 100:
+        return None
+    face = (labels == blob).astype(np.uint8)
+    skin = pixels[face > 0].mean(0) / 255
+    contours, _ = cv2.findContours(face, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    filled = cv2.drawContours(np.zeros_like(face), contours, -1, 1, thickness=-1)  # the eyes are holes in the skin
+    holes = (filled > 0) & (face == 0)
+    holes[y + h // 2:] = False  # the mouth is in the lower half
+    eyes = np.nonzero(holes.any(0))[0]
+    spread = float(eyes.max() - eyes.min()) if len(eyes) else 0.0
+    vector = np.array([*(skin - 0.5), (w - 25) / 6, (h - 31) / 5, (spread - 10) / 4], np.float32)
+    return (x, y, w, h), vector / (np.linalg.norm(vector) + 1e-8)
+
+
+def write_khairstyle(images: "Path", labels: "Path", count: int, seed: int = 0, prefix: str = "TOY",
+                     **fixed: str) -> list[Portrait]:
+    """``count`` toy portraits as a K-Hairstyle folder pair: ``images/<group>/<PREFIX><n>-<k>.jpg`` and labels in
+    a mirrored tree, half named ``<PREFIX><n>_<k>.json`` and half ``<PREFIX><n>-<k>.json``; returns the portraits."""
+    from pathlib import Path
+
+    rng = random.Random(seed)
+    portraits = []
+    for i in range(count):
+        p = random_portrait(rng, **fixed)
+        group = f"g{i % 3}"
+        stem = f"{prefix}{i // 10:04d}-{i % 10:03d}"
+        label_stem = stem.replace("-", "_") if i % 2 else stem
+        (Path(images) / group).mkdir(parents=True, exist_ok=True)
+        (Path(labels) / group).mkdir(parents=True, exist_ok=True)
+        render(p).save(Path(images) / group / f"{stem}.jpg", quality=95, subsampling=0)  # 4:4:4 keeps 3-px stripes
+        (Path(labels) / group / f"{label_stem}.json").write_text(
+            json.dumps(label(p, f"{stem}.jpg", rng), ensure_ascii=False), encoding="utf-8")
+        portraits.append(p)
+    return portraits

@@ -1,4 +1,4 @@
-"""Turn raw images into a training folder: ``python -m training.prepare fashion|ghibli|dreambooth --help``.
+"""Turn raw images into a training folder: ``python -m training.prepare fashion|ghibli|dreambooth|hair --help``.
 
 Each command writes ``--out``: the images, ``metadata.jsonl`` (``file_name``, ``text``; what
 ``training.lora --data`` reads), ``report.json`` and ``report.md`` (what was kept, what was dropped and why).
@@ -19,6 +19,7 @@ from pipelines.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SHARPNESS
 from training.prepare.common import PrepareError
 from training.prepare.fashion import DEFAULT_MAX_ASPECT, FashionOptions, prepare_fashion
 from training.prepare.ghibli import DEFAULT_STYLE_SUFFIX, GhibliOptions, prepare_ghibli
+from training.prepare.hair import HairOptions, prepare_hair
 from training.prepare.portraits import DEFAULT_PROMPT, PortraitOptions, face_detector, prepare_dreambooth
 from training.prepare.report import Report
 from training.prepare.text_regions import DEFAULT_THRESHOLD
@@ -42,7 +43,7 @@ def _models(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m training.prepare", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="use_case", required=True, metavar="fashion|ghibli|dreambooth")
+    sub = parser.add_subparsers(dest="use_case", required=True, metavar="fashion|ghibli|dreambooth|hair")
 
     f = sub.add_parser("fashion", help="seed 001: captioned fashion set, filtered and sampled")
     f.add_argument("--images", type=Path, required=True)
@@ -90,10 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=512, help="output size in pixels (default %(default)s)")
     d.add_argument("--prompt", default=DEFAULT_PROMPT, help="the caption of every photo (default %(default)r)")
     _models(d)
+
+    h = sub.add_parser("hair", help="seed 000: K-Hairstyle images + JSON labels → the hair try-on subsets")
+    h.add_argument("--images", type=Path, required=True)
+    h.add_argument("--labels", type=Path, required=True, help="the JSON labels (a tree mirroring --images)")
+    _common(h)
+    h.add_argument("--dilate", type=int, default=0, help="grow the hair mask by this many pixels (0 = ~1%% of "
+                   "the image)")
+    h.add_argument("--style-size", type=int, default=224, help="side of the hair crop (default %(default)s)")
+    h.add_argument("--patch-size", type=int, default=0, help="hair patch side (0 = 128, scaled for small images)")
+    h.add_argument("--patch-stride", type=int, default=0, help="(0 = half the patch)")
+    h.add_argument("--min-patch-hair", type=float, default=0.85, help="hair share of a patch (default %(default)s)")
+    _models(h)
     return parser
 
 
-def options_from(args: argparse.Namespace) -> FashionOptions | GhibliOptions | PortraitOptions:
+def options_from(args: argparse.Namespace) -> FashionOptions | GhibliOptions | PortraitOptions | HairOptions:
     """The use case's options, checked (a bad value is a UsageError)."""
     shared = dict(out=args.out, overwrite=args.overwrite, max_pixels=args.max_pixels)
     if args.use_case == "fashion":
@@ -108,6 +121,10 @@ def options_from(args: argparse.Namespace) -> FashionOptions | GhibliOptions | P
                                 style_suffix=args.style_suffix, deny_words=args.deny_words, drop_text=args.drop_text,
                                 text_threshold=args.text_threshold, min_sharpness=args.min_sharpness,
                                 download=download, **shared)
+    elif args.use_case == "hair":
+        options = HairOptions(images=args.images, labels=args.labels, dilate=args.dilate, style_size=args.style_size,
+                              patch_size=args.patch_size, patch_stride=args.patch_stride,
+                              min_patch_hair=args.min_patch_hair, **shared)
     else:
         options = PortraitOptions(images=args.images, crop_face=args.crop_face, size=args.size, prompt=args.prompt,
                                   **shared)
@@ -147,6 +164,8 @@ def run(args: argparse.Namespace) -> Report:
     try:
         if isinstance(options, GhibliOptions):
             return prepare_ghibli(options, runtime_captioner(runtime))
+        if isinstance(options, HairOptions):
+            return prepare_hair(options, face_detector(runtime))
         return prepare_dreambooth(options, face_detector(runtime))
     except ModelLoadError as err:  # already one sentence that says what to do
         raise PrepareError(str(err)) from None

@@ -105,8 +105,8 @@ def _check_count(report: Report, total: int) -> None:
 
 
 def face_detector(runtime: Any) -> Any:
-    """The runtime's ``faces`` model; when insightface cannot load in ``full`` (no model pack, no Hub), OpenCV's
-    bundled Haar cascade, the tiny profile's detector, with a warning. An explicit override is never replaced."""
+    """The runtime's ``faces`` model; when insightface cannot load in ``full`` (no model pack, no Hub), dlib's,
+    the tiny profile's, with a warning. An explicit override is never replaced."""
     from pipelines.models import loaders
     from pipelines.models.registry import ROLES
 
@@ -115,5 +115,5 @@ def face_detector(runtime: Any) -> Any:
     except loaders.ModelLoadError as err:
         if runtime.ref("faces").source == "override":
             raise
-        log.warning("%s Falling back to OpenCV's Haar cascade.", err)
+        log.warning("%s Falling back to dlib's face models.", err)
         return loaders.load("faces", ROLES["faces"].tiny)

@@ -22,6 +22,7 @@ class Report:
     kept: dict[str, str] = field(default_factory=dict)  # output file name -> source it came from
     dropped: list[Note] = field(default_factory=list)
     warnings: list[Note] = field(default_factory=list)  # kept, but worth a look (text found, renamed, faces)
+    untranslated: dict[str, int] = field(default_factory=dict)  # "attribute=word" the vocabulary lacks -> count
 
     def keep(self, output_name: str, source: str) -> None:
         self.kept[output_name] = source
@@ -58,6 +59,7 @@ class Report:
             "kept": [{"file": name, "source": source} for name, source in self.kept.items()],
             "dropped": [asdict(n) for n in self.dropped],
             "warnings": [asdict(n) for n in self.warnings],
+            **({"untranslated": self.untranslated} if self.untranslated else {}),
         }
 
     def write(self, folder: Path) -> None:
@@ -73,6 +75,9 @@ class Report:
         for title, notes in (("Dropped", self.dropped), ("Warnings", self.warnings)):
             lines += ["", f"## {title} ({len(notes)})", ""]
             lines += [f"- `{n.file}` ({n.kind}): {n.message}" for n in notes] or ["none"]
+        if self.untranslated:
+            lines += ["", "## Untranslated words (left out of prompts; add them to the vocabulary)", ""]
+            lines += [f"- `{word}`: {n}" for word, n in self.untranslated.items()]
         lines += ["", f"## Kept ({len(self.kept)})", ""]
         lines += [f"- `{name}`" + ("" if src == name else f" ← `{src}`") for name, src in self.kept.items()]
         return "\n".join(lines) + "\n"
