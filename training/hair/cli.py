@@ -1,0 +1,46 @@
+"""Hair try-on training (seed 000): ``python -m training.hair STAGE ...``.
+
+    python -m training.hair texture --data PREPARED --output RUN [--set key=value ...] [--resume latest]
+
+PREPARED is what ``python -m training.prepare hair`` writes. Each stage writes the run folder of DESIGN.md.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from training.hair.settings import HairSettingsError, parse_sets, texture_settings
+from training.runs.cli import OneLineParser, UsageError, add_run_arguments, check_output, refuse
+
+log = logging.getLogger("training.hair")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m training.hair", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="texture")
+    texture = sub.add_parser("texture", help="stage 1: the texture encoder (autoencoder + SupConLoss)")
+    texture.add_argument("--data", type=Path, required=True, help="a folder written by training.prepare hair")
+    add_run_arguments(texture)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        settings = texture_settings(parse_sets(args.set))
+        if not (args.data / "metadata.jsonl").is_file():
+            raise UsageError(f"--data {args.data} is not a prepared hair folder (no metadata.jsonl); make one with "
+                             "python -m training.prepare hair.")
+        check_output(args.output)
+    except (UsageError, HairSettingsError) as err:
+        return refuse("training.hair", err)
+    from training.hair.texture import run
+
+    return run(settings, args.data, args.output, args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

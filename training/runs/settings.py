@@ -1,0 +1,50 @@
+"""Settings dataclasses read from TOML defaults and ``--set key=value``: one typed conversion for every trainer."""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+T = TypeVar("T")
+KIND_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false",
+              list[str]: "a comma-separated list or a JSON list of strings"}
+
+
+def coerce(cls: type, key: str, raw: Any, error: type[Exception]) -> Any:
+    """A TOML value or a ``--set`` string as the type of ``cls``'s field ``key``; ``error`` names the key."""
+    types = get_type_hints(cls)
+    if key not in types:
+        raise error(f"Unknown setting {key!r}; known: {', '.join(types)}.")
+    kind = types[key]
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            value = str(raw).strip().lower()
+            if value not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return value in ("true", "1", "yes")
+        if kind == list[str]:
+            if isinstance(raw, str) and raw.strip().startswith("["):  # a JSON list keeps commas in items
+                raw = json.loads(raw)
+            if isinstance(raw, list):
+                return [str(v) for v in raw]
+            return [part.strip() for part in str(raw).split(",") if part.strip()]
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise error(f"Setting {key} must be {KIND_NAMES.get(kind, str(kind))}, not {raw!r}.") from None
+
+
+def from_toml(cls: type[T], path: Path, overrides: dict[str, Any], error: type[Exception]) -> T:
+    """``cls`` with the TOML file's values over its defaults, then ``overrides`` (both type-checked)."""
+    with Path(path).open("rb") as f:
+        values = {k: coerce(cls, k, v, error) for k, v in tomllib.load(f).items()}
+    values.update({k: coerce(cls, k, v, error) for k, v in overrides.items()})
+    return cls(**values)
+
+
+def to_dict(settings: Any) -> dict[str, Any]:
+    """The settings as plain values, in field order (for config.toml and report.json)."""
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}
