@@ -19,7 +19,7 @@ from pipelines.models.gpu import GPU_CONCURRENCY_ID, on_gpu
 from pipelines.models.runtime import Runtime
 from tabs.common import FolderError, owned_folder, owner_of, slug, uploads_root, user_errors
 from training.prepare.captions_io import CaptionFileError, read_metadata, update_captions
-from training.prepare.dedupe import DEFAULT_MAX_DISTANCE
+from training.prepare.checks import CheckSettings
 from training.runs.launcher import USE_CASES, RunManager
 from training.prepare.caption_clean import DEFAULT_STYLE_SUFFIX
 from training.prepare.report import Report
@@ -31,14 +31,20 @@ GALLERY_LIMIT = 60  # thumbnails shown; the caption table lists every image
 THUMBNAIL = 192
 RIGHTS_LABEL = "I have the right to use these photos"
 # The form's labels by option name; preparation messages name a setting by its label, never its CLI flag.
-LABELS = {"captions": "Captions (JSON, CSV or metadata.jsonl; else the one in the upload)", "min_size": "Min size (px)",
+# Every threshold a preparation message cites is one of these fields (the checks every use case shares among them).
+LABELS = {"captions": "Captions (JSON, CSV or metadata.jsonl; else the one in the upload)",
           "min_caption": "Min caption (characters)", "sample": "Sample", "seed": "Seed",
-          "phash_distance": "Duplicate distance (bits)", "drop_text": "Drop images with text (else flagged)",
-          "caption": "Caption with BLIP", "style_suffix": "Style suffix", "deny_words": "Names to remove from captions",
-          "crop_face": "Crop a square around the face", "size": "Output size (Ghibli, DreamBooth)"}
-# What messages call the upload (never its server folder) and the settings the form does not show.
-MESSAGE_NAMES = {**{option: f"“{label}”" for option, label in LABELS.items()}, "images": "Your upload",
-                 "min_sharpness": "the sharpness threshold", "max_aspect": "the aspect-ratio limit"}
+          "min_size": "Min size (px)", "max_aspect": "Max aspect ratio", "min_sharpness": "Min sharpness",
+          "duplicate_tolerance": "Duplicate tolerance (colour levels)", "drop_text": "Drop images with text (else flagged)",
+          "caption": "Caption the others with BLIP", "style_suffix": "Style suffix",
+          "deny_words": "Names to remove from captions", "crop_face": "Crop a square around the face",
+          "size": "Output size (Ghibli, DreamBooth)"}
+# What messages call the upload (never its server folder).
+MESSAGE_NAMES = {**{option: f"“{label}”" for option, label in LABELS.items()}, "images": "Your upload"}
+CHECKS = CheckSettings()  # the form's defaults
+CAPTION_INFO = "Your own captions (a caption file, or a .txt beside an image) are always kept; BLIP writes the rest."
+RANDOM_CAPTIONER_INFO = ("Off by default: this profile's captioner is a tiny untrained model that writes gibberish. "
+                         "Your own captions (a caption file, or a .txt beside an image) are always kept.")
 
 
 class DatasetFormError(ValueError):
@@ -121,29 +127,34 @@ def make_handlers(manager: RunManager, runtime: Runtime):
         from training.prepare.portraits import PortraitOptions, face_detector, prepare_dreambooth
 
         """Build the use case's options from the form and run its preparation."""
+        checks = dict(min_size=int(values["min_size"]), max_aspect=float(values["max_aspect"]),
+                      min_sharpness=float(values["min_sharpness"]),
+                      duplicate_tolerance=int(values["duplicate_tolerance"]), drop_text=bool(values["drop_text"]),
+                      labels=MESSAGE_NAMES)
+        captions = Path(captions_file) if captions_file else None
         if use_case == "fashion":
             return prepare_fashion(FashionOptions(
-                images=source, out=out, captions=Path(captions_file) if captions_file else None,
-                min_size=int(values["min_size"]), min_caption=int(values["min_caption"]),
-                sample=int(values["sample"]), seed=int(values["seed"]), labels=MESSAGE_NAMES))
+                images=source, out=out, captions=captions, min_caption=int(values["min_caption"]),
+                sample=int(values["sample"]), seed=int(values["seed"]), **checks))
         if use_case == "ghibli":
             deny = tuple(w.strip() for w in (values["deny_words"] or "").splitlines() if w.strip())
-            options = GhibliOptions(images=source, out=out, size=int(values["size"]),
-                                    phash_distance=int(values["phash_distance"]), caption=bool(values["caption"]),
-                                    style_suffix=values["style_suffix"] or "", extra_deny=deny,
-                                    drop_text=bool(values["drop_text"]), labels=MESSAGE_NAMES)
+            options = GhibliOptions(images=source, out=out, captions=captions, size=int(values["size"]),
+                                    caption=bool(values["caption"]), style_suffix=values["style_suffix"] or "",
+                                    extra_deny=deny, **checks)
             return prepare_ghibli(options, runtime_captioner(runtime) if options.caption else None)
         return prepare_dreambooth(PortraitOptions(images=source, out=out, crop_face=bool(values["crop_face"]),
-                                                  size=int(values["size"]), labels=MESSAGE_NAMES),
+                                                  size=int(values["size"]), **checks),
                                   face_detector(runtime))
 
     @user_errors
     @on_gpu
     def prepare(use_case: str, files: list[str] | None = None, zip_file: str | None = None,
-                captions_file: str | None = None, min_size: int = 256, min_caption: int = 10, sample: int = 10_000,
-                seed: int = 0, size: int = 512, phash_distance: int = DEFAULT_MAX_DISTANCE, caption: bool = True,
+                captions_file: str | None = None, min_size: int = CHECKS.min_size, min_caption: int = 10,
+                sample: int = 10_000, seed: int = 0, size: int = 512,
+                duplicate_tolerance: int = CHECKS.duplicate_tolerance, caption: bool = False,
                 style_suffix: str = DEFAULT_STYLE_SUFFIX, deny_words: str = "", drop_text: bool = False,
-                crop_face: bool = False, rights_confirmed: bool = False, request: gr.Request = None,
+                crop_face: bool = False, rights_confirmed: bool = False, max_aspect: float = CHECKS.max_aspect,
+                min_sharpness: float = CHECKS.min_sharpness, request: gr.Request = None,
                 progress=gr.Progress(track_tqdm=True)):
         """Prepare the upload; returns (summary, report rows, gallery, caption rows, dataset folder)."""
         from training.prepare.common import PrepareError  # on first use: it loads the image checks (OpenCV)
@@ -156,8 +167,9 @@ def make_handlers(manager: RunManager, runtime: Runtime):
         root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{use_case}-", dir=root))
         values = dict(min_size=min_size, min_caption=min_caption, sample=sample, seed=seed, size=size,
-                      phash_distance=phash_distance, caption=caption, style_suffix=style_suffix,
-                      deny_words=deny_words, drop_text=drop_text, crop_face=crop_face)
+                      duplicate_tolerance=duplicate_tolerance, caption=caption, style_suffix=style_suffix,
+                      deny_words=deny_words, drop_text=drop_text, crop_face=crop_face, max_aspect=max_aspect,
+                      min_sharpness=min_sharpness)
         try:
             out = work / "dataset"
             report = run(use_case, stage_upload(files, zip_file, work), out, captions_file, values)
@@ -201,19 +213,20 @@ def build(manager: RunManager, runtime: Runtime) -> None:
                 use_case = gr.Radio(list(USE_CASES), value=USE_CASES[0], label="Use case", elem_id="data-use-case")
                 files = gr.File(label="A folder of images", file_count="directory", type="filepath")
                 zip_file = gr.File(label="…or a ZIP", file_types=[".zip"], type="filepath")
-                with gr.Group(visible=True) as fashion_box:
+                with gr.Group(visible=True) as captions_box:  # fashion and Ghibli read the user's captions
                     captions_file = gr.File(label=LABELS["captions"], file_types=[".json", ".jsonl", ".csv"],
                                             type="filepath")
+                with gr.Group(visible=True) as fashion_box:
                     with gr.Row():
-                        min_size = gr.Number(256, precision=0, label=LABELS["min_size"])
                         min_caption = gr.Number(10, precision=0, label=LABELS["min_caption"])
                         sample = gr.Number(10_000, precision=0, label=LABELS["sample"])
                         seed = gr.Number(0, precision=0, label=LABELS["seed"])
                 with gr.Group(visible=False) as ghibli_box:
-                    with gr.Row():
-                        phash = gr.Slider(0, 16, value=DEFAULT_MAX_DISTANCE, step=1, label=LABELS["phash_distance"])
-                        drop_text = gr.Checkbox(label=LABELS["drop_text"])
-                    caption = gr.Checkbox(label=LABELS["caption"], value=True)
+                    # An untrained captioner would write the same gibberish over every image.
+                    untrained = runtime.ref("captioner").build
+                    caption = gr.Checkbox(label=LABELS["caption"], value=not untrained,
+                                          info=RANDOM_CAPTIONER_INFO if untrained else CAPTION_INFO,
+                                          elem_id="data-caption")
                     style_suffix = gr.Textbox(DEFAULT_STYLE_SUFFIX, label=LABELS["style_suffix"])
                     deny_words = gr.Textbox("", label=LABELS["deny_words"], lines=2,
                                             placeholder="one per line, e.g. Totoro")
@@ -221,6 +234,18 @@ def build(manager: RunManager, runtime: Runtime) -> None:
                     crop_face = gr.Checkbox(label=LABELS["crop_face"])
                     rights = gr.Checkbox(label=RIGHTS_LABEL)
                 size = gr.Number(512, precision=0, label=LABELS["size"])
+                with gr.Accordion("Checks (every use case)", open=False):
+                    with gr.Row():
+                        min_size = gr.Number(CHECKS.min_size, precision=0, label=LABELS["min_size"])
+                        max_aspect = gr.Number(CHECKS.max_aspect, label=LABELS["max_aspect"])
+                        min_sharpness = gr.Number(CHECKS.min_sharpness, label=LABELS["min_sharpness"],
+                                                  info="Measured on the edges; blurred photos score under 30.")
+                    with gr.Row():
+                        tolerance = gr.Slider(0, 64, value=CHECKS.duplicate_tolerance, step=1,
+                                              label=LABELS["duplicate_tolerance"],
+                                              info="Crops, resizes and re-encodes stay within 6; 0: exact layouts "
+                                                   "only.")
+                        drop_text = gr.Checkbox(label=LABELS["drop_text"])
                 with gr.Row():
                     go = gr.Button("Prepare", variant="primary", elem_id="data-prepare")
                     stop = gr.Button("Stop")
@@ -234,10 +259,11 @@ def build(manager: RunManager, runtime: Runtime) -> None:
                 folder = gr.Textbox(label="Dataset", interactive=False, elem_id="data-folder")
                 save = gr.Button("Save captions")
                 saved = gr.Markdown()
-        use_case.change(lambda u: [gr.update(visible=u == name) for name in USE_CASES], use_case,
-                        [fashion_box, ghibli_box, dreambooth_box], api_visibility="private", queue=False)
-        inputs = [use_case, files, zip_file, captions_file, min_size, min_caption, sample, seed, size, phash, caption,
-                  style_suffix, deny_words, drop_text, crop_face, rights]
+        use_case.change(lambda u: [gr.update(visible=u != "dreambooth")]
+                        + [gr.update(visible=u == name) for name in USE_CASES], use_case,
+                        [captions_box, fashion_box, ghibli_box, dreambooth_box], api_visibility="private", queue=False)
+        inputs = [use_case, files, zip_file, captions_file, min_size, min_caption, sample, seed, size, tolerance,
+                  caption, style_suffix, deny_words, drop_text, crop_face, rights, max_aspect, min_sharpness]
         running = go.click(prepare, inputs, [summary, report, images, captions, folder], api_name="prepare",
                            concurrency_id=GPU_CONCURRENCY_ID, concurrency_limit=1)
         stop.click(None, cancels=[running], api_visibility="private", queue=False)

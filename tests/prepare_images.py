@@ -20,6 +20,11 @@ def photo(seed: int, size: tuple[int, int] = (320, 320), **attributes) -> Image.
     return Image.fromarray(np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8))
 
 
+def distinct_photos(n: int, size: tuple[int, int] = (320, 320)) -> list[Image.Image]:
+    """``n`` photos of different toy-world (colour, shape, background) triples, so none is a near duplicate."""
+    return [photo(i, size, color=c, shape=s, background=b) for i, (c, s, b) in enumerate(toy_world.all_prompts()[:n])]
+
+
 def blurry(seed: int, size: tuple[int, int] = (320, 320)) -> Image.Image:
     return photo(seed, size).filter(ImageFilter.GaussianBlur(4))
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from pipelines.captioning import runtime_captioner
 from tests.prepare_images import blurry, photo, save, truncated, with_text
+from training.prepare import captions_io
 from training.prepare.cli import main
 from training.prepare.common import PrepareError
 from training.prepare.ghibli import GhibliOptions, prepare_ghibli
@@ -54,14 +55,14 @@ def test_every_image_dropped_is_one_sentence_with_the_report(tmp_path):
 
 
 def test_folder_import(collection, tmp_path):
-    report = prepare_ghibli(GhibliOptions(images=collection, out=tmp_path / "out", size=128))
+    report = prepare_ghibli(GhibliOptions(images=collection, out=tmp_path / "out", size=128, min_size=128))
     assert sorted(report.kept) == ["0.png", "1.png", "2.png", "3-copy.png", "4.png", "5.png", "poster.png"]
     kinds = {n.file: n.kind for n in report.dropped}
     assert kinds == {"3.png": "exact duplicate", "0-small.png": "near duplicate", "1-again.jpg": "near duplicate",
                      "2-crop.png": "near duplicate", "blur.png": "blurry", "broken.jpg": "unreadable"}
     messages = {n.file: n.message for n in report.dropped}
     assert messages["3.png"] == "3.png has the same bytes as 3-copy.png."
-    assert messages["0-small.png"].startswith("0-small.png looks like 0.png (perceptual hashes ")
+    assert messages["0-small.png"].startswith("0-small.png looks like 0.png (their colours are at most ")
     assert [(n.file, n.kind) for n in report.warnings] == [("poster.png", "text")]
 
     out = tmp_path / "out"
@@ -72,7 +73,8 @@ def test_folder_import(collection, tmp_path):
     assert {text for _, text in rows[1:]} == {"in Ghibli style"}  # no --caption: the style alone
     assert len((out / "captions.txt").read_text().splitlines()) == 7
 
-    report = prepare_ghibli(GhibliOptions(images=collection, out=tmp_path / "strict", size=128, drop_text=True))
+    report = prepare_ghibli(GhibliOptions(images=collection, out=tmp_path / "strict", size=128, drop_text=True,
+                                          min_size=128))
     assert "poster.png" not in report.kept and {n.file: n.kind for n in report.dropped}["poster.png"] == "text"
 
 
@@ -132,5 +134,31 @@ def test_command_line_with_captions(collection, tmp_path, capsys):
     assert main(args) == 0
     assert "ghibli: kept 6, dropped 7" in capsys.readouterr().out
     assert main(["ghibli", "--images", str(collection), "--zip", "x.zip", "--out", str(tmp_path / "x")]) == 2
-    assert main(["ghibli", "--images", str(collection), "--out", str(tmp_path / "x"), "--phash-distance", "65"]) == 2
-    assert "outside 0-64 bits" in capsys.readouterr().err
+    assert main(["ghibli", "--images", str(collection), "--out", str(tmp_path / "x"), "--duplicate-tolerance",
+                 "300"]) == 2
+    assert "--duplicate-tolerance 300 is outside 0-255 levels" in capsys.readouterr().err
+
+
+def test_captions_the_user_gave_always_win(collection, tmp_path):
+    (collection / "metadata.jsonl").write_text('{"file_name": "0.png", "text": "a red circle by the sea"}\n'
+                                               '{"file_name": "4.png", "text": "Totoro in the rain, in Ghibli style"}\n')
+    (collection / "5.txt").write_text("a black triangle at night\n")
+    seen = []
+
+    def captioner(images):
+        seen.extend(images)
+        return ["arafed gibberish gibberish"] * len(images)
+
+    report = prepare_ghibli(GhibliOptions(images=collection, out=tmp_path / "out", size=64, min_size=128,
+                                          caption=True), captioner)
+    texts = dict(captions_io.read_metadata(tmp_path / "out"))
+    assert texts["0.png"] == "a red circle by the sea in Ghibli style"  # as written, the style appended once
+    assert texts["4.png"] == "Totoro in the rain, in Ghibli style"  # a name the user wrote is theirs to keep
+    assert texts["5.png"] == "a black triangle at night in Ghibli style"  # the .txt beside the image
+    machine = {name for name in texts if name not in ("0.png", "4.png", "5.png")}
+    assert machine and all(texts[name] == "gibberish gibberish in Ghibli style" for name in machine)
+    assert len(seen) == len(machine) == len(report.kept) - 3  # BLIP only saw the images nobody captioned
+
+    prepare_ghibli(GhibliOptions(images=collection, out=tmp_path / "plain", size=64, min_size=128))
+    plain = dict(captions_io.read_metadata(tmp_path / "plain"))
+    assert plain["5.png"] == texts["5.png"] and {plain[n] for n in machine} == {"in Ghibli style"}

@@ -1,17 +1,21 @@
-"""Opening untrusted image files: every bad file gets one sentence naming it; every colour mode becomes RGB."""
+"""Opening untrusted image files: every bad file gets one sentence naming it; every colour mode becomes RGB;
+sharpness: hard-edged flat pictures are sharp, blurred ones are not."""
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
 import pytest
-from PIL import Image
+from matplotlib import cbook
+from PIL import Image, ImageFilter
 
 from pipelines import toy_world
 from tests.prepare_images import blurry, bomb_png, exif_rotated, photo, save, truncated, with_text
 from pipelines.images import (ImageProblem, aspect_ratio, fit_square, open_image, sharpness, shrink_to,
                                    to_rgb)
-from training.prepare.text_regions import DEFAULT_THRESHOLD, text_fraction
+from training.prepare.checks import DEFAULT_MIN_SHARPNESS, DEFAULT_TEXT_THRESHOLD as DEFAULT_THRESHOLD
+from training.prepare.text_regions import text_fraction
 
 
 def refused(path, **kwargs) -> str:
@@ -43,7 +47,7 @@ def test_pixel_bomb_is_refused_from_the_header_before_decoding(tmp_path):
     assert "120,000,000 pixels" in message and "before decoding" in message
     assert "decompression bomb" in refused(bomb_png(tmp_path / "huge.png"))  # Pillow's hard limit
     save(photo(0, (64, 64)), tmp_path / "small.png")
-    assert "over the limit of 1,000" in refused(tmp_path / "small.png", max_pixels=1000)
+    assert "too many to decode safely" in refused(tmp_path / "small.png", max_pixels=1000)
 
 
 def test_cmyk_becomes_rgb(tmp_path):
@@ -96,12 +100,26 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_sharpness_aspect_and_sizes():
-    assert sharpness(photo(0)) > 20 > 5 > sharpness(blurry(0))
+    assert sharpness(photo(0)) > DEFAULT_MIN_SHARPNESS > sharpness(blurry(0))
     assert aspect_ratio((300, 900)) == aspect_ratio((900, 300)) == 3.0
     assert fit_square(photo(0, (400, 300)), 128).size == (128, 128)
     assert shrink_to(photo(0, (400, 300)), 150).size == (200, 150)
     small = photo(0, (100, 80))
     assert shrink_to(small, 150) is small
+
+
+def test_hard_edged_flat_pictures_are_sharp_and_blurred_ones_are_not():
+    # The toy world: one flat shape on a plain ground, every colour pair (green on grey is nearly one brightness).
+    rng = random.Random(4)
+    scenes = [toy_world.random_scene(rng, *triple) for triple in toy_world.all_prompts()]
+    flat = [toy_world.render(scene, size) for scene, size in zip(scenes, itertools.cycle((64, 128, 320, 512)))]
+    scores = [sharpness(image) for image in flat]
+    assert min(scores) >= 10 * DEFAULT_MIN_SHARPNESS, min(scores)
+    blurred = [sharpness(image.resize((512, 512)).filter(ImageFilter.GaussianBlur(3))) for image in flat[::6]]
+    assert max(blurred) < DEFAULT_MIN_SHARPNESS, max(blurred)
+    hopper = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+    assert sharpness(hopper) > 10 * DEFAULT_MIN_SHARPNESS > DEFAULT_MIN_SHARPNESS > sharpness(
+        hopper.filter(ImageFilter.GaussianBlur(3)))
 
 
 def test_text_regions_are_flagged_and_plain_pictures_are_not():

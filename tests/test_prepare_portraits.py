@@ -8,7 +8,7 @@ import pytest
 from matplotlib import cbook
 from PIL import Image, ImageEnhance, ImageOps
 
-from tests.prepare_images import exif_rotated, save, truncated
+from tests.prepare_images import distinct_photos, exif_rotated, save, truncated
 from training.prepare.cli import main
 from training.prepare.common import PrepareError
 from training.prepare.portraits import PortraitOptions, face_detector, prepare_dreambooth
@@ -29,14 +29,15 @@ def faces(tiny_runtime):
     return face_detector(tiny_runtime)
 
 
-def blank_photos(folder, n, size=(400, 300)):
-    for i in range(n):
-        save(Image.new("RGB", size, (200 + i * 5, 200, 190)), folder / f"blank-{i}.png")
+def faceless_photos(folder, n, size=(400, 300)):
+    """``n`` sharp, different pictures without a face."""
+    for i, image in enumerate(distinct_photos(n, size)):
+        save(image, folder / f"blank-{i}.png")
     return folder
 
 
 def test_too_few_usable_photos_says_why_and_writes_nothing(tmp_path, faces):
-    photos = blank_photos(tmp_path / "me", 6)
+    photos = faceless_photos(tmp_path / "me", 6)
     truncated(photos / "broken.jpg")
     with pytest.raises(PrepareError) as info:
         prepare_dreambooth(PortraitOptions(images=photos, out=tmp_path / "out", crop_face=True), faces)
@@ -49,13 +50,13 @@ def test_too_few_usable_photos_says_why_and_writes_nothing(tmp_path, faces):
 
     # Without --crop-face a photo with no detected face is kept with a warning (the detector may miss profiles).
     report = prepare_dreambooth(PortraitOptions(images=photos, out=tmp_path / "warned"), faces)
-    assert len(report.kept) == 6 and {n.kind for n in report.warnings} == {"faces", "small"}
+    assert len(report.kept) == 6 and {n.kind for n in report.warnings} == {"faces"}
     assert "blank-0.png: no face found; DreamBooth learns a person best" in report.warnings[0].message
 
 
 def test_real_faces_are_found_and_cropped(tmp_path, faces):
     hopper = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
-    variants = [hopper, ImageOps.mirror(hopper), hopper.crop((20, 30, 500, 590)),
+    variants = [hopper, ImageOps.mirror(hopper), hopper.crop((60, 70, 460, 560)),
                 ImageEnhance.Brightness(hopper).enhance(1.3), ImageEnhance.Contrast(hopper).enhance(0.8)]
     for i, image in enumerate(variants):
         save(image, tmp_path / "photos" / f"{i}.jpg", quality=92)
@@ -68,11 +69,12 @@ def test_real_faces_are_found_and_cropped(tmp_path, faces):
 
 
 def test_crop_geometry_and_several_faces(tmp_path):
-    for i in range(5):
-        image = Image.new("RGB", (400, 300), "white")
+    marks = [(40, 80, 220), (40, 180, 60), (235, 210, 40), (140, 60, 190), (240, 140, 30), (15, 15, 15)]
+    for i, mark in enumerate(marks):
+        image = Image.new("RGB", (400 + (i == 5), 300), "white")
         image.paste((220, 40, 40), (180, 120, 220, 160))  # the "face": a red 40x40 box
-        save(image, tmp_path / "photos" / f"{i}.png")
-    save(Image.new("RGB", (401, 300), "white"), tmp_path / "photos" / "group.png")
+        image.paste(mark, (0, 0, 60, 60))  # far from the face: the photos are not duplicates of each other
+        save(image, tmp_path / "photos" / ("group.png" if i == 5 else f"{i}.png"))
     detector = Faces(by_size={(401, 300): [(10, 10, 30, 30), (200, 100, 30, 30)]})
     report = prepare_dreambooth(PortraitOptions(images=tmp_path / "photos", out=tmp_path / "out", crop_face=True,
                                                 size=88), detector)
@@ -88,15 +90,15 @@ def test_crop_geometry_and_several_faces(tmp_path):
 def test_exif_turned_shrunk_and_counted(tmp_path):
     folder = tmp_path / "photos"
     exif_rotated(folder / "phone.jpg", size=(800, 600))
-    blank_photos(folder, 21, size=(64, 64))
-    report = prepare_dreambooth(PortraitOptions(images=folder, out=tmp_path / "out", size=300), Faces())
+    faceless_photos(folder, 21, size=(64, 64))
+    report = prepare_dreambooth(PortraitOptions(images=folder, out=tmp_path / "out", size=300, min_size=64), Faces())
     assert Image.open(tmp_path / "out" / "phone.jpg").size == (300, 400)  # upright, shorter side 300
     assert (tmp_path / "out" / "blank-0.png").read_bytes() == (folder / "blank-0.png").read_bytes()  # copied
     assert any(n.kind == "count" and n.message.startswith("22 photos;") for n in report.warnings)
 
 
 def test_command_line(tmp_path, capsys):
-    photos = blank_photos(tmp_path / "me", 3)
+    photos = faceless_photos(tmp_path / "me", 3)
     args = ["dreambooth", "--images", str(photos), "--out", str(tmp_path / "out"), "--profile", "tiny"]
     assert main([*args, "--crop-face"]) == 1
     assert capsys.readouterr().err.splitlines()[-1].startswith("prepare: Only 0 of 3 photos are usable")

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tabs import datasets
-from tests.prepare_images import blurry, photo, save, truncated
+from tests.prepare_images import blurry, distinct_photos, photo, save, truncated
 from training.runs.launcher import RunManager
 
 MALLORY = SimpleNamespace(username="mallory")
@@ -33,7 +33,8 @@ def test_endpoints(tmp_path, tiny_runtime):
     endpoints = demo.get_api_info()["named_endpoints"]
     assert [p["parameter_name"] for p in endpoints["/prepare"]["parameters"]] == [
         "use_case", "files", "zip_file", "captions_file", "min_size", "min_caption", "sample", "seed", "size",
-        "phash_distance", "caption", "style_suffix", "deny_words", "drop_text", "crop_face", "rights_confirmed"]
+        "duplicate_tolerance", "caption", "style_suffix", "deny_words", "drop_text", "crop_face", "rights_confirmed",
+        "max_aspect", "min_sharpness"]
     assert [p["parameter_name"] for p in endpoints["/save_captions"]["parameters"]] == ["folder", "table"]
 
 
@@ -79,8 +80,9 @@ def test_ghibli_zip_with_tiny_blip(tab, tmp_path):
     with zipfile.ZipFile(archive, "w") as z:
         for i, color in enumerate(["red", "blue", "green"]):
             z.write(save(photo(i, color=color, shape="circle"), tmp_path / f"{i}.png"), f"stills/{i}.png")
-    summary, report, gallery, rows, folder = tab.prepare("ghibli", None, str(archive), size=64,
-                                                         style_suffix="in toy style", deny_words="Totoro\n")
+    summary, report, gallery, rows, folder = tab.prepare("ghibli", None, str(archive), size=64, min_size=64,
+                                                         caption=True, style_suffix="in toy style",
+                                                         deny_words="Totoro\n")
     assert summary.startswith("**ghibli: kept 3, dropped 0")
     assert all(text.endswith("in toy style") for _, text in rows)
     with (tab.root / folder / "captions.csv").open(newline="") as f:
@@ -95,7 +97,7 @@ def error(fn, *args, **kwargs) -> str:
 
 
 def test_errors_are_one_sentence_and_leave_nothing(tab, tmp_path):
-    blank = [str(save(Image.new("RGB", (300, 300), "white"), tmp_path / f"{i}.png")) for i in range(3)]
+    blank = [str(save(image, tmp_path / f"{i}.png")) for i, image in enumerate(distinct_photos(3))]  # no faces
     assert error(tab.prepare, "ghibli", blank[:1], str(tmp_path / "x.zip")) == \
         "Upload either a folder or a ZIP, not both."
     assert error(tab.prepare, "ghibli") == "Upload a folder of images or a ZIP first."
@@ -113,8 +115,8 @@ def test_errors_are_one_sentence_and_leave_nothing(tab, tmp_path):
 def test_messages_name_the_upload_and_the_form_fields_never_a_server_path_or_flag(tab, tmp_path):
     photos = [str(save(photo(i), tmp_path / "up" / f"{i}.png")) for i in range(2)]
     assert error(tab.prepare, "fashion", photos) == (
-        "Your upload has no caption file; add one (JSON, CSV or metadata.jsonl) or give one with “Captions (JSON, "
-        "CSV or metadata.jsonl; else the one in the upload)”.")
+        "Your upload has no captions; add a caption file (JSON, CSV or metadata.jsonl) or a .txt beside each image, "
+        "or give one with “Captions (JSON, CSV or metadata.jsonl; else the one in the upload)”.")
     assert error(tab.prepare, "fashion", photos, min_size=0) == "“Min size (px)” must be at least 1, not 0."
     assert error(tab.prepare, "ghibli", photos, size=4) == \
         "“Output size (Ghibli, DreamBooth)” 4 is outside 8-4096 pixels."
@@ -133,7 +135,7 @@ def test_messages_name_the_upload_and_the_form_fields_never_a_server_path_or_fla
     assert summary == "**No usable images: 3 were dropped (2 blurry, 1 unreadable); see the report for each file's " \
                       "reason.**"
     assert (gallery, rows, folder) == ([], [], "")
-    assert report[0][0] == "b0.png" and "< the sharpness threshold 5.0" in report[0][2]
+    assert report[0][0] == "b0.png" and "under “Min sharpness” 50" in report[0][2]
     assert not any("--" in row[2] or str(tmp_path) in row[2] for row in report)
     assert list(tab.root.iterdir()) == []
 
@@ -153,3 +155,31 @@ def test_prepare_over_the_api(served_app, tmp_path):
     assert client.predict(folder, {"headers": ["file_name", "text"], "data": [["0.png", "a red square"]]},
                           api_name="/save_captions") == "Saved the captions of 2 images to metadata.jsonl, " \
                                                         "captions.txt, captions.csv."
+
+
+def test_captioning_is_off_where_the_captioner_is_untrained_and_the_form_says_why(tmp_path, tiny_runtime):
+    from pipelines.models.runtime import Runtime
+
+    def caption_box(runtime):
+        with gr.Blocks() as demo:
+            datasets.build(RunManager(tmp_path / "runs", max_active=0, poll_seconds=None), runtime)
+        box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "data-caption")
+        default = next(p for p in demo.get_api_info()["named_endpoints"]["/prepare"]["parameters"]
+                       if p["parameter_name"] == "caption")["parameter_default"]
+        return box, default
+
+    box, default = caption_box(tiny_runtime)  # the tiny profile's BLIP is built with random weights
+    assert box.value is False and default is False and "untrained model that writes gibberish" in box.info
+    trained = Runtime(profile=tiny_runtime.profile, overrides={"captioner": str(tmp_path)},
+                      cache_dir=tiny_runtime.cache_dir)
+    box, default = caption_box(trained)
+    assert box.value is True and default is True and "always kept" in box.info
+
+
+def test_uploaded_captions_are_kept_with_the_form_defaults(tab, tmp_path):
+    files = [str(save(image, tmp_path / "up" / f"{i}.png")) for i, image in enumerate(distinct_photos(3))]
+    (tmp_path / "up" / "metadata.jsonl").write_text('{"file_name": "1.png", "text": "a blue square, my words"}\n')
+    summary, report, gallery, rows, folder = tab.prepare("ghibli", files + [str(tmp_path / "up" / "metadata.jsonl")],
+                                                         size=64)
+    assert dict(rows) == {"0.png": "in Ghibli style", "1.png": "a blue square, my words in Ghibli style",
+                          "2.png": "in Ghibli style"}

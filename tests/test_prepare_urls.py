@@ -128,7 +128,7 @@ def test_url_list_and_file_names(tmp_path):
 def test_ghibli_set_from_urls(server, tmp_path):
     lines = [f"{server}/img/still-{i}.png" for i in range(1, 4)] + [f"{server}/page.html", "mailto:someone"]
     (tmp_path / "urls.txt").write_text("\n".join(lines) + "\n")
-    options = GhibliOptions(out=tmp_path / "out", urls=tmp_path / "urls.txt", size=64, download=FAST)
+    options = GhibliOptions(out=tmp_path / "out", urls=tmp_path / "urls.txt", size=64, min_size=64, download=FAST)
     report = prepare_ghibli(options)
     assert sorted(report.kept.values()) == lines[:3]  # the report traces every image to its URL
     assert {n.file: n.kind for n in report.dropped} == {f"{server}/page.html": "download failed",

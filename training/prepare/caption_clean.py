@@ -77,3 +77,11 @@ def clean_caption(text: str, deny: Iterable[str] = (), style_suffix: str = "") -
         body = body[: -len(suffix)]  # already styled: strip it first, or cleaning would eat its capitals
     body = tidy(remove_names(remove_denied(body, deny)))
     return f"{body} {suffix}".strip() if suffix else body
+
+
+def add_suffix(text: str, style_suffix: str) -> str:
+    """A caption the user wrote, kept as written, with ``style_suffix`` appended unless it already ends with it."""
+    suffix, body = style_suffix.strip(), text.strip()
+    if not suffix or body.lower().rstrip(".").endswith(suffix.lower()):
+        return body
+    return f"{body.rstrip('.')} {suffix}".strip()

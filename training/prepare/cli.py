@@ -14,15 +14,14 @@ from pathlib import Path
 from pipelines.models.registry import RegistryError
 from pipelines.models.runtime import check_writable
 from training.runs.cli import OneLineParser, UsageError, add_profile_argument, refuse
-from training.prepare.dedupe import DEFAULT_MAX_DISTANCE
-from pipelines.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SHARPNESS
+from pipelines.images import DEFAULT_MAX_PIXELS
+from training.prepare.checks import CheckSettings
 from training.prepare.common import PrepareError
-from training.prepare.fashion import DEFAULT_MAX_ASPECT, FashionOptions, prepare_fashion
+from training.prepare.fashion import FashionOptions, prepare_fashion
 from training.prepare.ghibli import DEFAULT_STYLE_SUFFIX, GhibliOptions, prepare_ghibli
 from training.prepare.hair import HairOptions, prepare_hair
 from training.prepare.portraits import DEFAULT_PROMPT, PortraitOptions, face_detector, prepare_dreambooth
 from training.prepare.report import Report
-from training.prepare.text_regions import DEFAULT_THRESHOLD
 from training.prepare.url_import import DownloadSettings
 
 log = logging.getLogger("training.prepare")
@@ -33,6 +32,28 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it already holds files")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse larger images before decoding them (default %(default)s)")
+
+
+def _check_flags(p: argparse.ArgumentParser) -> None:
+    """The shared image checks' flags: the same names and defaults for fashion, ghibli and dreambooth."""
+    checks = CheckSettings()
+    p.add_argument("--min-size", type=int, default=checks.min_size, help="shorter side in pixels (default %(default)s)")
+    p.add_argument("--max-aspect", type=float, default=checks.max_aspect,
+                   help="longer/shorter side (default %(default)s)")
+    p.add_argument("--min-sharpness", type=float, default=checks.min_sharpness,
+                   help="mean squared Laplacian on the edges, at most 512 px (default %(default)s)")
+    p.add_argument("--duplicate-tolerance", type=int, default=checks.duplicate_tolerance,
+                   help="colour levels within which two layouts are near duplicates (default %(default)s)")
+    p.add_argument("--drop-text", action="store_true", help="drop images with large text regions (else flagged)")
+    p.add_argument("--text-threshold", type=float, default=checks.text_threshold,
+                   help="fraction of the image covered by text that flags it (default %(default)s)")
+
+
+def _checks(args: argparse.Namespace) -> dict:
+    """The shared check settings from the flags ``_check_flags`` adds."""
+    return dict(min_size=args.min_size, max_aspect=args.max_aspect, min_sharpness=args.min_sharpness,
+                duplicate_tolerance=args.duplicate_tolerance, drop_text=args.drop_text,
+                text_threshold=args.text_threshold)
 
 
 def _models(p: argparse.ArgumentParser) -> None:
@@ -50,14 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--captions", type=Path, help="JSON mapping, JSON list, CSV or metadata.jsonl "
                    "(default: the one caption file in --images)")
     _common(f)
-    f.add_argument("--min-size", type=int, default=256, help="shorter side in pixels (default %(default)s)")
+    _check_flags(f)
     f.add_argument("--min-caption", type=int, default=10, help="characters (default %(default)s)")
     f.add_argument("--sample", type=int, default=10_000, help="images to keep at random (default %(default)s)")
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--min-sharpness", type=float, default=DEFAULT_MIN_SHARPNESS,
-                   help="Laplacian variance at 512 px (default %(default)s)")
-    f.add_argument("--max-aspect", type=float, default=DEFAULT_MAX_ASPECT,
-                   help="longer/shorter side (default %(default)s)")
     f.add_argument("--zip", action="store_true", help="also write OUT.zip beside the folder")
 
     g = sub.add_parser("ghibli", help="seed 003: style set from a folder, ZIP or URL list, deduplicated")
@@ -65,18 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--images", type=Path)
     source.add_argument("--zip", type=Path)
     source.add_argument("--urls", type=Path, help="a text file with one image URL per line")
+    g.add_argument("--captions", type=Path, help="JSON mapping, JSON list, CSV or metadata.jsonl (default: the one "
+                   "caption file in the images, if any; a .txt beside an image also counts)")
     _common(g)
+    _check_flags(g)
     g.add_argument("--size", type=int, default=512, help="square output size (default %(default)s)")
-    g.add_argument("--phash-distance", type=int, default=DEFAULT_MAX_DISTANCE,
-                   help="perceptual hashes this many bits apart or closer are duplicates (default %(default)s)")
-    g.add_argument("--caption", action="store_true", help="caption with BLIP (the captioner role)")
+    g.add_argument("--caption", action="store_true",
+                   help="caption the images you did not caption with BLIP (the captioner role)")
     g.add_argument("--style-suffix", default=DEFAULT_STYLE_SUFFIX, help="appended to every caption")
     g.add_argument("--deny-words", type=Path, help="words or phrases to strip from captions, one per line")
-    g.add_argument("--drop-text", action="store_true", help="drop images with large text regions (else flagged)")
-    g.add_argument("--text-threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help="fraction of the image covered by text that flags it (default %(default)s)")
-    g.add_argument("--min-sharpness", type=float, default=DEFAULT_MIN_SHARPNESS,
-                   help="Laplacian variance at --size (default %(default)s)")
     g.add_argument("--timeout", type=float, default=DownloadSettings.timeout, help="seconds per download")
     g.add_argument("--retries", type=int, default=DownloadSettings.retries)
     g.add_argument("--delay", type=float, default=DownloadSettings.delay,
@@ -87,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dreambooth", help="seed 004: 5-20 portrait photos, checked for one face each")
     d.add_argument("--images", type=Path, required=True)
     _common(d)
+    _check_flags(d)
     d.add_argument("--crop-face", action="store_true", help="crop a square around the face")
     d.add_argument("--size", type=int, default=512, help="output size in pixels (default %(default)s)")
     d.add_argument("--prompt", default=DEFAULT_PROMPT, help="the caption of every photo (default %(default)r)")
@@ -110,24 +125,21 @@ def options_from(args: argparse.Namespace) -> FashionOptions | GhibliOptions | P
     """The use case's options, checked (a bad value is a UsageError)."""
     shared = dict(out=args.out, overwrite=args.overwrite, max_pixels=args.max_pixels)
     if args.use_case == "fashion":
-        options = FashionOptions(images=args.images, captions=args.captions, min_size=args.min_size,
-                                 min_caption=args.min_caption, sample=args.sample, seed=args.seed,
-                                 min_sharpness=args.min_sharpness, max_aspect=args.max_aspect, zip=args.zip, **shared)
+        options = FashionOptions(images=args.images, captions=args.captions, min_caption=args.min_caption,
+                                 sample=args.sample, seed=args.seed, zip=args.zip, **shared, **_checks(args))
     elif args.use_case == "ghibli":
         download = DownloadSettings(timeout=args.timeout, retries=args.retries, delay=args.delay,
                                     max_bytes=int(args.max_download_mb * 1024**2))
-        options = GhibliOptions(images=args.images, zip=args.zip, urls=args.urls, size=args.size,
-                                phash_distance=args.phash_distance, caption=args.caption,
-                                style_suffix=args.style_suffix, deny_words=args.deny_words, drop_text=args.drop_text,
-                                text_threshold=args.text_threshold, min_sharpness=args.min_sharpness,
-                                download=download, **shared)
+        options = GhibliOptions(images=args.images, zip=args.zip, urls=args.urls, captions=args.captions,
+                                size=args.size, caption=args.caption, style_suffix=args.style_suffix,
+                                deny_words=args.deny_words, download=download, **shared, **_checks(args))
     elif args.use_case == "hair":
         options = HairOptions(images=args.images, labels=args.labels, dilate=args.dilate, style_size=args.style_size,
                               patch_size=args.patch_size, patch_stride=args.patch_stride,
                               min_patch_hair=args.min_patch_hair, **shared)
     else:
         options = PortraitOptions(images=args.images, crop_face=args.crop_face, size=args.size, prompt=args.prompt,
-                                  **shared)
+                                  **shared, **_checks(args))
     try:
         options.check()
     except PrepareError as err:

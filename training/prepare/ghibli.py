@@ -1,9 +1,9 @@
 """Seed 003: a style set collected from a folder, a ZIP or a list of URLs, cleaned, deduplicated and captioned.
 
-Every image is converted to RGB and resized + centre-cropped to ``size``. Corrupt files, exact duplicates
-(MD5), blurry images and near duplicates (perceptual hashes, the largest of each group kept) are dropped;
-images with large text or watermark regions are flagged (dropped with ``drop_text``). With ``caption``, BLIP
-writes the captions, names are removed and the style suffix is appended.
+Every image that passes the shared checks (``training.prepare.checks``: duplicates, size, sharpness, text ...)
+is converted to RGB and resized + centre-cropped to ``size``. Captions the user gave (a caption file, or a .txt
+beside an image) are kept as written; with ``caption``, BLIP captions the other images and names are removed
+from what it writes; every caption ends with the style suffix.
 """
 from __future__ import annotations
 
@@ -18,15 +18,14 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from training.prepare import captions_io
-from training.prepare.caption_clean import DEFAULT_STYLE_SUFFIX, clean_caption, load_deny_words
-from training.prepare.dedupe import DEFAULT_MAX_DISTANCE, Fingerprint, exact_duplicates, fingerprint, hamming, near_duplicates
-from pipelines.images import (DEFAULT_MAX_PIXELS, DEFAULT_MIN_SHARPNESS, ImageProblem, centre_square, fit_square,
-                                   open_image, sharpness)
-from training.prepare.common import (PrepareError, PrepareOptions, Source, check_separate, encode_image, list_sources,
-                                     nothing_left, record_kept, staged_output)
+from training.prepare.caption_clean import DEFAULT_STYLE_SUFFIX, add_suffix, clean_caption, load_deny_words
+from pipelines.images import fit_square, open_image
+from training.prepare.common import (PrepareError, check_separate, encode_image, list_sources, nothing_left,
+                                     record_kept, staged_output)
 from training.prepare.report import Report
 from training.prepare.safe_zip import UnsafeZipError, safe_extract_zip, single_top_folder
-from training.prepare.text_regions import DEFAULT_THRESHOLD, text_fraction
+from training.prepare.screen import ScreenOptions, screen
+from training.prepare.user_captions import given_captions, read_caption_file
 from training.prepare.url_import import DownloadSettings, download_all, read_url_list
 
 log = logging.getLogger(__name__)
@@ -36,21 +35,17 @@ Captioner = Callable[[list[Image.Image]], list[str]]
 
 
 @dataclass
-class GhibliOptions(PrepareOptions):
+class GhibliOptions(ScreenOptions):
     out: Path
     images: Path | None = None  # exactly one of images, zip, urls
     zip: Path | None = None
     urls: Path | None = None
+    captions: Path | None = None  # None: the one caption file at the top of the images, if any
     size: int = 512
-    phash_distance: int = DEFAULT_MAX_DISTANCE
     caption: bool = False
     style_suffix: str = DEFAULT_STYLE_SUFFIX
     deny_words: Path | None = None  # a file, one word or phrase per line
     extra_deny: tuple[str, ...] = ()  # more words, e.g. typed in the UI
-    drop_text: bool = False
-    text_threshold: float = DEFAULT_THRESHOLD
-    min_sharpness: float = DEFAULT_MIN_SHARPNESS
-    max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
     download: DownloadSettings = field(default_factory=DownloadSettings)
 
@@ -63,17 +58,9 @@ class GhibliOptions(PrepareOptions):
         if not (source.is_dir() if given[0] == "images" else source.is_file()):
             raise PrepareError(f"The {given[0]} source {source} does not exist.")
         self.check_range("size", 8, 4096, " pixels")
-        self.check_range("phash_distance", 0, 64, " bits")
+        self.check_checks()
         if self.deny_words and not Path(self.deny_words).is_file():
             raise PrepareError(f"The deny-words file {self.deny_words} does not exist.")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    source: Source
-    name: str  # file written into the staging folder
-    print: Fingerprint
-    text: float  # fraction of the image that looks like text
 
 
 def prepare_ghibli(options: GhibliOptions, captioner: Captioner | None = None) -> Report:
@@ -84,15 +71,19 @@ def prepare_ghibli(options: GhibliOptions, captioner: Captioner | None = None) -
     deny = [*load_deny_words(options.deny_words), *options.extra_deny]
     report = Report("ghibli", settings=options.report_settings("extra_deny"))
     with staged_output(options.out, options.overwrite) as stage, _incoming(options, report) as (folder, origin):
-        sources = _drop_exact(list_sources(folder, report), report)
-        kept = [c for c in (_process(s, options, stage, report) for s in tqdm(sources, desc="check")) if c]
-        if kept:  # there is nothing to compare when every image was dropped
-            kept = _flag_text(_drop_near(kept, options, stage, report), options, stage, report)
+        sources = list_sources(folder, report)
+        where = options.input_name(options.images or options.zip or folder)
+        given = given_captions(read_caption_file(options.captions, folder, where, options.name_of("captions")),
+                               sources, report)
+        kept = screen(sources, options, report)
         if not kept:
             raise nothing_left(report)
-        rows = list(zip((c.name for c in kept), _captions(kept, stage, options, deny, captioner)))
-        for c in kept:
-            record_kept(report, c.source, c.name, origin.get(c.source.rel))
+        names = [encode_image(fit_square(open_image(c.source.path, options.max_pixels).image, options.size), c.source,
+                              c.format, stage) for c in tqdm(kept, desc="write")]
+        texts = [given.get(c.source.rel) for c in kept]
+        rows = list(zip(names, _captions(names, texts, stage, options, deny, captioner)))
+        for c, name in zip(kept, names):
+            record_kept(report, c.source, name, origin.get(c.source.rel))
         captions_io.write_metadata(stage, rows)
         captions_io.write_captions_txt(stage, rows)
         captions_io.write_captions_csv(stage, rows)
@@ -127,77 +118,25 @@ def _incoming(options: GhibliOptions, report: Report) -> Iterator[tuple[Path, di
         yield Path(tmp), {path.name: url for path, url in result.files.items()}
 
 
-def _drop_exact(sources: list[Source], report: Report) -> list[Source]:
-    """Sources without the byte-identical repeats (the first in sorted order stays)."""
-    by_path = {s.path: s for s in sources}
-    repeats = exact_duplicates(by_path)
-    for path, first in repeats.items():
-        rel = by_path[path].rel
-        report.drop(rel, "exact duplicate", f"{rel} has the same bytes as {by_path[first].rel}.")
-    return [s for s in sources if s.path not in repeats]
-
-
-def _process(source: Source, options: GhibliOptions, stage: Path, report: Report) -> Candidate | None:
-    """Open, fingerprint, square, check sharpness and write one image; None (and a report line) if dropped."""
-    try:
-        opened = open_image(source.path, options.max_pixels)
-    except ImageProblem as err:
-        report.drop(source.rel, "unreadable", str(err))
-        return None
-    square = fit_square(opened.image, options.size)
-    sharp = sharpness(square, side=None)
-    if sharp < options.min_sharpness:
-        report.drop(source.rel, "blurry", f"{source.rel} looks blurry (sharpness {sharp:.1f} < "
-                    f"{options.name_of('min_sharpness')} {options.min_sharpness}).")
-        return None
-    name = encode_image(square, source, opened.format, stage)
-    # Text is looked for at the file's own resolution (small letters vanish in a small square).
-    text = text_fraction(centre_square(opened.image))
-    return Candidate(source, name, fingerprint(opened.image, source.path.stat().st_size), text)
-
-
-def _drop_near(kept: list[Candidate], options: GhibliOptions, stage: Path, report: Report) -> list[Candidate]:
-    """Candidates without near duplicates; the largest image of each group stays."""
-    by_rel = {c.source.rel: c for c in kept}
-    repeats = near_duplicates({rel: c.print for rel, c in by_rel.items()}, options.phash_distance)
-    for rel, leader in repeats.items():
-        a, b = by_rel[rel].print, by_rel[leader].print
-        bits = min(hamming(a.phash, b.phash), hamming(a.dhash, b.dhash))
-        (stage / by_rel[rel].name).unlink()
-        report.drop(rel, "near duplicate", f"{rel} looks like {leader} (perceptual hashes {bits} bits apart); "
-                    "kept the larger one.")
-    return [c for c in kept if c.source.rel not in repeats]
-
-
-def _flag_text(kept: list[Candidate], options: GhibliOptions, stage: Path, report: Report) -> list[Candidate]:
-    """Warn about (or, with drop_text, drop) images whose text regions cover text_threshold or more."""
-    out = []
-    for c in kept:
-        if c.text < options.text_threshold:
-            out.append(c)
-            continue
-        share = f"about {c.text:.0%} of it looks like text or a watermark"
-        if options.drop_text:
-            (stage / c.name).unlink()
-            report.drop(c.source.rel, "text", f"{c.source.rel}: {share}; dropped ({options.name_of('drop_text')}).")
-        else:
-            report.warn(c.source.rel, "text", f"{c.source.rel}: {share}; check it, or drop images with text "
-                        f"({options.name_of('drop_text')}).")
-            out.append(c)
-    return out
-
-
-def _captions(kept: list[Candidate], stage: Path, options: GhibliOptions, deny: list[str],
+def _captions(names: list[str], given: list[str | None], stage: Path, options: GhibliOptions, deny: list[str],
               captioner: Captioner | None) -> list[str]:
-    """BLIP captions cleaned of names with the style suffix, or just the suffix without ``caption``."""
-    if not options.caption:
-        return [options.style_suffix.strip()] * len(kept)
+    """Each image's caption: the user's own as written, else BLIP's cleaned of names with ``caption``, else
+    none; every one ending with the style suffix."""
+    machine = [name for name, text in zip(names, given) if text is None] if options.caption else []
+    written = dict(zip(machine, _blip(machine, stage, captioner))) if machine else {}
+    return [add_suffix(text, options.style_suffix) if text is not None
+            else clean_caption(written[name], deny, options.style_suffix) if name in written
+            else options.style_suffix.strip() for name, text in zip(names, given)]
+
+
+def _blip(names: list[str], stage: Path, captioner: Captioner) -> list[str]:
+    """The captioner's raw captions of the written images ``names``, in batches."""
     out: list[str] = []
-    batches = [kept[i:i + CAPTION_BATCH] for i in range(0, len(kept), CAPTION_BATCH)]
+    batches = [names[i:i + CAPTION_BATCH] for i in range(0, len(names), CAPTION_BATCH)]
     for batch in tqdm(batches, desc="caption", unit="batch"):
         images = []
-        for c in batch:
-            with Image.open(stage / c.name) as im:
+        for name in batch:
+            with Image.open(stage / name) as im:
                 images.append(im.convert("RGB"))
-        out += [clean_caption(text, deny, options.style_suffix) for text in captioner(images)]
+        out += captioner(images)
     return out

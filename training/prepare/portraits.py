@@ -1,4 +1,4 @@
-"""Seed 004: 5-20 portrait photos for DreamBooth, upright, checked for one face each, optionally face-cropped."""
+"""Seed 004: 5-20 portrait photos for DreamBooth: the shared checks, then one face each, optionally face-cropped."""
 from __future__ import annotations
 
 import logging
@@ -11,10 +11,10 @@ from tqdm.auto import tqdm
 
 from training.prepare import captions_io
 from pipelines.faces import square_around
-from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem, open_image, shrink_to
-from training.prepare.common import (PrepareError, PrepareOptions, Source, check_separate, list_sources, record_kept,
-                                     save_image, staged_output)
+from pipelines.images import open_image, shrink_to
+from training.prepare.common import PrepareError, check_separate, list_sources, record_kept, save_image, staged_output
 from training.prepare.report import Report
+from training.prepare.screen import Checked, ScreenOptions, screen
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +24,12 @@ SHOWN_REASONS = 10  # unusable photos listed in the "too few" error; the report 
 
 
 @dataclass
-class PortraitOptions(PrepareOptions):
+class PortraitOptions(ScreenOptions):
     images: Path
     out: Path
     crop_face: bool = False
     size: int = 512
     prompt: str = DEFAULT_PROMPT
-    max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
 
     def check(self) -> None:
@@ -38,6 +37,7 @@ class PortraitOptions(PrepareOptions):
         if not Path(self.images).is_dir():
             raise PrepareError(f"The photo folder {self.images} does not exist or is not a folder.")
         self.check_range("size", 8, 4096, " pixels")
+        self.check_checks()
         if not self.prompt.strip():
             raise PrepareError("The instance prompt is empty; use something like \"a photo of sks person\".")
 
@@ -49,10 +49,10 @@ def prepare_dreambooth(options: PortraitOptions, detector: Any) -> Report:
     report = Report("dreambooth", settings=options.report_settings())
     sources = list_sources(options.images, report)
     with staged_output(options.out, options.overwrite) as stage:
-        for source in tqdm(sources, desc="faces"):
-            name = _process(source, options, detector, stage, report)
+        for checked in tqdm(screen(sources, options, report), desc="faces"):
+            name = _process(checked, options, detector, stage, report)
             if name:
-                record_kept(report, source, name)
+                record_kept(report, checked.source, name)
         _check_count(report, len(sources))
         captions_io.write_metadata(stage, [(name, options.prompt.strip()) for name in report.kept])
         report.write(stage)
@@ -64,14 +64,10 @@ def _faces_text(count: int) -> str:
     return "no face found" if count == 0 else f"{count} faces found"
 
 
-def _process(source: Source, options: PortraitOptions, detector: Any, stage: Path, report: Report) -> str | None:
-    """Write one usable photo and return its name; None (with the reason in the report) when unusable."""
-    rel = source.rel
-    try:
-        opened = open_image(source.path, options.max_pixels)
-    except ImageProblem as err:
-        report.drop(rel, "unreadable", str(err))
-        return None
+def _process(checked: Checked, options: PortraitOptions, detector: Any, stage: Path, report: Report) -> str | None:
+    """Write one photo that passed the shared checks and return its name; None (and a report line) without a face."""
+    rel, source = checked.source.rel, checked.source
+    opened = open_image(source.path, options.max_pixels)
     image = opened.image
     faces = detector.detect(image)
     if len(faces) != 1:
@@ -80,9 +76,6 @@ def _process(source: Source, options: PortraitOptions, detector: Any, stage: Pat
             return None
         report.warn(rel, "faces", f"{rel}: {_faces_text(len(faces))}; DreamBooth learns a person best from photos "
                     "showing exactly one face.")
-    if min(image.size) < options.size:
-        report.warn(rel, "small", f"{rel} is {image.width}x{image.height}, under {options.size} pixels on its "
-                    "shorter side; it will train soft.")
     if options.crop_face:
         square = image.crop(square_around(faces[0], image.size))
         return save_image(opened, source, stage, square.resize((options.size, options.size), Image.Resampling.LANCZOS))

@@ -16,7 +16,6 @@ from PIL import Image
 WIDTH = 512  # analysed at a fixed width so the size rules below mean the same for every image
 MIN_CHARS = 4  # letters in a row before it counts as a line of text
 MIN_CONTRAST = 50  # grey levels between a letter and its surroundings
-DEFAULT_THRESHOLD = 0.02  # fraction of the image covered by text lines that gets an image flagged
 
 
 @dataclass(frozen=True)
