@@ -32,6 +32,8 @@ def make_compare(runtime: Runtime, manager):
 
         def lora_for(label: str):
             return lora_library.resolve(f"{label}:1", known)[0][0]
+        if axis_lora:
+            lora_for(axis_lora)  # the menu takes any text (see build), so an unknown name is refused here
         cells = xy_grid.plan(base, x_axis, x_values, y_axis, y_values, lora_for, axis_lora)
         result = xy_grid.render(runtime, cells, x_axis, y_axis)
         for warning in result.warnings:
@@ -84,7 +86,10 @@ def build(runtime: Runtime, manager) -> None:
                 with gr.Row():
                     y_axis = gr.Dropdown(list(xy_grid.AXES), value="Nothing", label="Y axis", elem_id="y-axis")
                     y_values = gr.Textbox(value="", label="Y values", elem_id="y-values")
-                axis_lora = gr.Dropdown([NO_LORA], value=NO_LORA, label="LoRA for the axes (weight, checkpoint)")
+                # Its choices are the caller's LoRAs, filled when the tab opens; API callers never open it, so the
+                # menu takes any value and the handler checks it is one of theirs.
+                axis_lora = gr.Dropdown([NO_LORA], value=NO_LORA, label="LoRA for the axes (weight, checkpoint)",
+                                        allow_custom_value=True, elem_id="axis-lora")
                 with gr.Row():
                     seed = gr.Number(value=1, precision=0, label="Seed (fixed across cells)")
                     steps = gr.Slider(1, text_to_image.MAX_STEPS, value=d.steps, step=1, label="Steps")
