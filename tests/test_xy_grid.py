@@ -1,7 +1,11 @@
-"""X/Y grids: planning (limits, fixed seed, search/replace, LoRA axes) and a rendered grid with the toy judge."""
+"""X/Y grids: planning (limits, fixed seed, search/replace, LoRA axes), a rendered grid with the toy judge, and
+labels that stay legible and apart at any cell size."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from PIL import Image
 
 from pipelines.generate import xy_grid
 from pipelines.generate.lora_files import LoraFile
@@ -55,3 +59,31 @@ def test_rendered_grid_is_labelled_and_has_a_judge_column(tiny_runtime):
     # same seed in every cell: only the axes differ, so equal settings give equal pixels
     again = xy_grid.render(tiny_runtime, cells[:1]).images[0]
     assert again.tobytes() == result.images[0].tobytes()
+
+
+def overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def inside(inner, outer) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
+@pytest.mark.parametrize("side", [64, 512])
+def test_axis_names_values_and_captions_are_printed_legibly_apart_at_any_cell_size(side):
+    xs, ys = ["none", "fashion/first-try@step-200", "1.5"], ["20", "a longer prompt replacement"]
+    captions = ["purple triangle on gray ✓", "red circle on white ✗", "? ? on black"] * 2
+    images = [Image.new("RGB", (side, side), (40 * k, 180, 60)) for k in range(6)]
+    grid = xy_grid.grid_image(images, xs, ys, captions, "LoRA", "Steps")
+    plan = xy_grid.layout((side, side), xs, ys, captions, "LoRA", "Steps")
+    assert grid.size == plan.size and plan.font_size >= xy_grid.MIN_FONT >= 13  # readable next to a 64-px cell
+    assert sorted(" ".join(label.lines) for label in plan.labels) == sorted([*xs, *ys, *captions, "LoRA", "Steps"])
+    inks = [xy_grid.text_box(label, plan.font_size, plan.line_height) for label in plan.labels]
+    cells = [(x, y, x + side, y + side) for x, y in plan.cells]
+    for ink, label in zip(inks, plan.labels):
+        assert inside(ink, label.band) and inside(label.band, (0, 0, *grid.size)), (label, ink)
+        assert min(grid.convert("L").crop(ink).getdata()) < 100  # the text is there, in black
+    for a, b in itertools.combinations(inks + cells, 2):
+        assert not overlap(a, b), (a, b)
+    for image, (x, y) in zip(images, plan.cells):  # nothing is drawn over a cell
+        assert grid.crop((x, y, x + side, y + side)).tobytes() == image.tobytes()

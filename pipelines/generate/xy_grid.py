@@ -1,8 +1,11 @@
 """X/Y grids: one base setting varied along two axes, every cell generated at the same seed, one labelled image."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont
@@ -103,28 +106,128 @@ def check_search_replace(prompt: str, x_axis: str, x_values: str, y_axis: str, y
             raise InputError(f"Prompt S/R looks for {split_values(values)[0]!r}, which is not in the prompt.")
 
 
+PAD = 6  # pixels between a label and the edge of its band
+# Label sizes: legible next to a 64-pixel cell, in proportion next to a large one.
+MIN_FONT, MAX_FONT = 13, 36
+# Pillow's built-in font has no ✓ or ✗; DejaVu Sans (shipped with matplotlib, and on most systems) has both.
+MARKS = {"✓": "(yes)", "✗": "(no)"}
+
+
+@lru_cache(maxsize=None)
+def _font(size: int) -> tuple[ImageFont.FreeTypeFont, bool]:
+    """A font of ``size`` pixels and whether it draws ✓ and ✗."""
+    spec = importlib.util.find_spec("matplotlib")  # its font file, without importing matplotlib
+    places = [Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"] if spec else []
+    for place in [*places, "DejaVuSans.ttf"]:
+        try:
+            return ImageFont.truetype(str(place), size), True
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size), False
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
+    """Words in lines no wider than ``width`` (a word wider than that gets a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+@dataclass(frozen=True)
+class Label:
+    lines: list[str]
+    band: tuple[int, int, int, int]  # (left, top, right, bottom): the lines are centred in it, never outside
+
+
+@dataclass
+class GridLayout:
+    """Where a grid's cells and labels go: cells never under a label, labels never on each other."""
+    size: tuple[int, int]
+    font_size: int
+    line_height: int
+    cells: list[tuple[int, int]]  # top-left corner of each image, row by row
+    labels: list[Label]
+
+
+def layout(cell: tuple[int, int], xs: list[str], ys: list[str], captions: list[str] | None = None,
+           x_title: str = "", y_title: str = "") -> GridLayout:
+    """Place cells of size ``cell`` in len(ys) rows of len(xs), the axis name and values on top and at the left,
+    and each cell's caption under it. Columns widen to fit the widest word; bands grow to fit their lines."""
+    w, h = cell
+    size = max(MIN_FONT, min(MAX_FONT, w // 14))
+    font, _ = _font(size)
+    line = round(size * 1.3)
+    words = [word for text in (*xs, *(captions or []), x_title) for word in text.split()]
+    col_w = max(w, *(round(font.getlength(word)) + 2 * PAD for word in words or [""]))
+    cols, rows = len(xs), len(ys)
+    x_lines = [_wrap(x, font, col_w - 2 * PAD) for x in xs]
+    title_lines = _wrap(x_title, font, cols * col_w - 2 * PAD)
+    left_words = [word for text in (*ys, y_title) for word in text.split()]
+    left_w = 0
+    if left_words:
+        widest = max(round(font.getlength(text)) for text in (*ys, y_title))
+        left_w = max(min(widest, col_w), *(round(font.getlength(word)) for word in left_words)) + 2 * PAD
+    y_lines = [_wrap(y, font, left_w - 2 * PAD) for y in ys]
+    corner_lines = _wrap(y_title, font, left_w - 2 * PAD)
+    title_h = len(title_lines) * line + 2 * PAD if title_lines else 0
+    values_h = max(map(len, x_lines)) * line + 2 * PAD if any(xs) else 0
+    top = max(title_h + values_h, len(corner_lines) * line + 2 * PAD if corner_lines else 0)
+    caption_lines = [_wrap(c, font, col_w - 2 * PAD) for c in captions] if captions else [[]] * (cols * rows)
+    labels = [Label(title_lines, (left_w, 0, left_w + cols * col_w, title_h))] if title_lines else []
+    labels += [Label(corner_lines, (0, 0, left_w, top))] if corner_lines else []
+    labels += [Label(lines, (left_w + c * col_w, top - values_h, left_w + (c + 1) * col_w, top))
+               for c, lines in enumerate(x_lines) if lines]
+    cells, y = [], top
+    for r in range(rows):
+        row_captions = caption_lines[r * cols:(r + 1) * cols]
+        caption_h = max(map(len, row_captions)) * line + 2 * PAD if any(row_captions) else 0
+        row_h = max(h + caption_h, len(y_lines[r]) * line + 2 * PAD)
+        if y_lines[r]:
+            labels.append(Label(y_lines[r], (0, y, left_w, y + row_h)))
+        for c in range(cols):
+            left = left_w + c * col_w
+            cells.append((left + (col_w - w) // 2, y))
+            if row_captions[c]:
+                labels.append(Label(row_captions[c], (left, y + h, left + col_w, y + h + caption_h)))
+        y += row_h
+    return GridLayout((left_w + cols * col_w, y), size, line, cells, labels)
+
+
+def _placed(label: Label, font_size: int, line_height: int) -> list[tuple[tuple[float, float], str]]:
+    """(centre, text) of each of ``label``'s lines, centred in its band, as the font can draw them."""
+    left, top, right, bottom = label.band
+    first = (top + bottom) / 2 - (len(label.lines) - 1) * line_height / 2
+    marks = _font(font_size)[1]
+    return [(((left + right) / 2, first + i * line_height), _printable(text, marks))
+            for i, text in enumerate(label.lines)]
+
+
+def text_box(label: Label, font_size: int, line_height: int) -> tuple[int, int, int, int]:
+    """Where ``label``'s ink lands when drawn."""
+    draw, font = ImageDraw.Draw(Image.new("1", (1, 1))), _font(font_size)[0]
+    boxes = [draw.textbbox(xy, text, font=font, anchor="mm") for xy, text in _placed(label, font_size, line_height)]
+    return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+
+
+def _printable(text: str, marks: bool) -> str:
+    return text if marks else "".join(MARKS.get(ch, ch) for ch in text)
+
+
 def grid_image(images: list[Image.Image], xs: list[str], ys: list[str], captions: list[str] | None = None,
                x_title: str = "", y_title: str = "") -> Image.Image:
-    """The cells in rows with column labels on top, row labels on the left and an optional caption under each."""
-    w, h = images[0].size
-    font = ImageFont.load_default(size=max(10, w // 8))
-    label_h = font.size + 8
-    label_w = max((int(font.getlength(y)) for y in ys if y), default=0) + (12 if any(ys) else 0)
-    caption_h = label_h if captions else 0
-    cols, rows = len(xs), len(ys)
-    top = label_h if any(xs) else 0
-    grid = Image.new("RGB", (label_w + cols * w, top + rows * (h + caption_h)), "white")
-    draw = ImageDraw.Draw(grid)
-    for c, x in enumerate(xs):
-        draw.text((label_w + c * w + w / 2, top / 2), x, fill="black", font=font, anchor="mm")
-    for r, y in enumerate(ys):
-        draw.text((label_w / 2, top + r * (h + caption_h) + h / 2), y, fill="black", font=font, anchor="mm")
-        for c in range(cols):
-            k = r * cols + c
-            grid.paste(images[k], (label_w + c * w, top + r * (h + caption_h)))
-            if captions:
-                draw.text((label_w + c * w + w / 2, top + r * (h + caption_h) + h + caption_h / 2), captions[k],
-                          fill="black", font=ImageFont.load_default(size=max(8, w // 10)), anchor="mm")
+    """The cells in rows, the X axis's name and values on top, the Y axis's at the left, a caption under each."""
+    plan = layout(images[0].size, xs, ys, captions, x_title, y_title)
+    grid = Image.new("RGB", plan.size, "white")
+    for image, corner in zip(images, plan.cells):
+        grid.paste(image, corner)
+    draw, font = ImageDraw.Draw(grid), _font(plan.font_size)[0]
+    for label in plan.labels:
+        for xy, text in _placed(label, plan.font_size, plan.line_height):
+            draw.text(xy, text, fill="black", font=font, anchor="mm")
     return grid
 
 
