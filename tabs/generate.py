@@ -110,6 +110,17 @@ def restore(text: str):
             lora_library.format_spec(p["loras"]))
 
 
+def restored_slots(spec: str, names: list[str]) -> tuple[str, list, list[str]]:
+    """The LoRAs of a restored ``spec`` the menus can show (the caller's, at most LORA_SLOTS): (their spec,
+    menu and weight updates for every slot, the names left out)."""
+    pairs = lora_library.parse_spec(spec)
+    shown = [(name, weight) for name, weight in pairs if name in names][:LORA_SLOTS]
+    left_out = [name for name, _ in pairs if name not in dict(shown)]
+    padded = shown + [(NO_LORA, 1.0)] * (LORA_SLOTS - len(shown))
+    updates = [u for name, weight in padded for u in (gr.update(choices=[NO_LORA, *names], value=name), weight)]
+    return lora_library.format_spec(shown), updates, left_out
+
+
 def build(runtime: Runtime, manager=None) -> None:
     """Lay out the tab inside the current Blocks."""
     d = text_to_image.defaults_for(runtime.profile.name)
@@ -118,6 +129,9 @@ def build(runtime: Runtime, manager=None) -> None:
             with gr.Column():
                 prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
                                     placeholder="a red square on a white background")
+                with gr.Row():  # the main action right under the prompt, not below the long LoRA section
+                    go = gr.Button("Generate", variant="primary", elem_id="generate-button")
+                    stop = gr.Button("Cancel", variant="stop")
                 negative = gr.Textbox(label="Negative prompt", value=d.negative_prompt, lines=2)
                 with gr.Row():
                     steps = gr.Slider(1, text_to_image.MAX_STEPS, value=d.steps, step=1, label="Steps")
@@ -132,7 +146,7 @@ def build(runtime: Runtime, manager=None) -> None:
                     height = gr.Number(value=d.height, precision=0, label="Height")
                 with gr.Row():
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
-                    reuse = gr.Button("♻ Reuse seed", size="sm")
+                    reuse = gr.Button("♻ Reuse seed", size="sm", visible=False)  # shown once there is one
                 with gr.Accordion("LoRAs", open=manager is not None, visible=manager is not None):
                     slots = []
                     for i in range(LORA_SLOTS):
@@ -147,13 +161,12 @@ def build(runtime: Runtime, manager=None) -> None:
                         upload = gr.File(label="Add a LoRA file (.safetensors)", file_count="single")
                         refresh = gr.Button("↻ Refresh list", size="sm")
                     status = gr.Markdown(elem_id="lora-status")
-                with gr.Row():
-                    go = gr.Button("Generate", variant="primary", elem_id="generate-button")
-                    stop = gr.Button("Cancel", variant="stop")
             with gr.Column():
                 gallery = gr.Gallery(label="Images", format="png", columns=2, elem_id="gallery",
                                      buttons=["download", "fullscreen"])
-                used_seed = gr.Number(label="Seed used", precision=0, interactive=False)
+                # Hidden until the first image: an empty Number reads "0", which looks like a seed.
+                used_seed = gr.Number(label="Seed used", precision=0, interactive=False, visible=False,
+                                      elem_id="seed-used")
                 with gr.Accordion("PNG info", open=False):
                     png = ImageFile(label="Drop a PNG", type="filepath", sources=["upload"],
                                     elem_id="png-info-image")
@@ -166,13 +179,15 @@ def build(runtime: Runtime, manager=None) -> None:
         submit = prompt.submit(handler, inputs, [gallery, used_seed], api_visibility="private",
                                concurrency_id=GPU_CONCURRENCY_ID, concurrency_limit=1)
         for e in (event, submit):
+            e.success(lambda: (gr.update(visible=True),) * 2, None, [used_seed, reuse], api_visibility="private",
+                      queue=False)
             e.then(lambda: lora_status(runtime), None, status, api_visibility="private", queue=False)
         stop.click(None, None, None, cancels=[event, submit], api_visibility="private", queue=False)
         reuse.click(lambda s: s, used_seed, seed, api_visibility="private", queue=False)
         png.change(png_info, png, params, api_name="png_info")
-        send.click(restore, params, [prompt, negative, steps, cfg, seed, width, height, sampler, spec],
-                   api_visibility="private", queue=False)
+        fields = [prompt, negative, steps, cfg, seed, width, height, sampler, spec]
         if manager is None:
+            send.click(restore, params, fields, api_visibility="private", queue=False)
             return
         for widget in slots:
             widget.change(slots_to_spec, slots, spec, api_visibility="private", queue=False)
@@ -188,6 +203,15 @@ def build(runtime: Runtime, manager=None) -> None:
                 gr.Info(f"Added {label}.")
             return [None, *choices(request)]
 
+        def restore_with_loras(text: str, request: gr.Request):
+            *values, wanted = restore(text)
+            shown, updates, left_out = restored_slots(wanted, list(loras_for(manager, request)))
+            if left_out:
+                gr.Warning(f"Not restored: {', '.join(left_out)} (not one of your LoRAs, or more than "
+                           f"{LORA_SLOTS}).")
+            return (*values, shown, *updates)
+
+        send.click(restore_with_loras, params, [*fields, *slots], api_visibility="private", queue=False)
         dropdowns = slots[::2]
         refresh.click(choices, None, dropdowns, api_visibility="private", queue=False)
         upload.upload(add, upload, [upload, *dropdowns], api_visibility="private")

@@ -159,3 +159,16 @@ def test_every_readme_api_example_runs(hub, tmp_path, monkeypatch):
     assert PROMPT in names["text"]  # /png_info of a /generate image
     assert names["summary"].startswith("**ghibli: kept 2")
     assert names["client"].predict("ghibli/my-style", api_name="/run_status")["state"] == "queued"
+
+
+def test_a_restored_lora_shows_in_the_menus_as_in_the_text():
+    from tabs.generate import NO_LORA, restored_slots
+
+    mine = ["fashion/a", "fashion/a@step-2", "file/b", "file/c", "file/d"]
+    spec, updates, left_out = restored_slots("fashion/a:0.8, hub/x/y:1, file/b:-0.5, file/c, file/d:0.2", mine)
+    assert spec == "fashion/a:0.8, file/b:-0.5, file/c:1"  # what the menus show, so text and menus agree
+    assert [(u["value"], w) for u, w in zip(updates[::2], updates[1::2])] == [
+        ("fashion/a", 0.8), ("file/b", -0.5), ("file/c", 1.0)]
+    assert updates[0]["choices"] == [NO_LORA, *mine] and left_out == ["hub/x/y", "file/d"]
+    spec, updates, left_out = restored_slots("", mine)
+    assert spec == "" and [u["value"] for u in updates[::2]] == [NO_LORA] * 3 and not left_out
