@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class FashionOptions(ScreenOptions):
     images: Path
     out: Path
-    captions: Path | None = None  # None: the one caption file at the top of ``images``
+    captions: Path | None = None  # None: the one caption file at the top of ``images``, or a .txt beside each
     min_caption: int = 10
     sample: int = 10_000
     seed: int = 0
