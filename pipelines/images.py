@@ -147,12 +147,10 @@ def _cmyk_to_rgb(image: Image.Image, name: str) -> Image.Image:
 
 
 def sharpness(image: Image.Image, side: int = SHARPNESS_SIDE) -> float:
-    """Mean squared Laplacian on the image's edges (low = blurry), with the shorter side at most ``side``.
-
-    Only edges count, so a flat drawing with a few hard outlines is as sharp as a busy photo, and each pixel
-    takes its strongest channel, so a green shape on grey (nearly the same brightness) still has an edge. An
-    image is never upscaled to be measured: upscaling blurs, and a small image is the "too small" check's job.
-    """
+    """Mean squared Laplacian on the image's edges (low = blurry), with the shorter side at most ``side``."""
+    # Only edges count, so a flat drawing with a few hard outlines is as sharp as a busy photo, and each pixel
+    # takes its strongest channel, so a green shape on grey (nearly the same brightness) still has an edge. An
+    # image is never upscaled to be measured: upscaling blurs, and a small image is the "too small" check's job.
     import cv2  # here: the Datasets tab reads the defaults beside this function at page build
 
     if min(image.size) > side:

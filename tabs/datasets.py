@@ -35,7 +35,8 @@ RIGHTS_LABEL = "I have the right to use these photos"
 LABELS = {"captions": "Captions (JSON, CSV or metadata.jsonl; else the one in the upload)",
           "min_caption": "Min caption (characters)", "sample": "Sample", "seed": "Seed",
           "min_size": "Min size (px)", "max_aspect": "Max aspect ratio", "min_sharpness": "Min sharpness",
-          "duplicate_tolerance": "Duplicate tolerance (colour levels)", "drop_text": "Drop images with text (else flagged)",
+          "duplicate_tolerance": "Duplicate tolerance (colour levels)",
+          "drop_text": "Drop images with text (else flagged)",
           "caption": "Caption the others with BLIP", "style_suffix": "Style suffix",
           "deny_words": "Names to remove from captions", "crop_face": "Crop a square around the face",
           "size": "Output size (Ghibli, DreamBooth)"}

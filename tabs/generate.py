@@ -111,8 +111,7 @@ def restore(text: str):
 
 
 def restored_slots(spec: str, names: list[str]) -> tuple[str, list, list[str]]:
-    """The LoRAs of a restored ``spec`` the menus can show (the caller's, at most LORA_SLOTS): (their spec,
-    menu and weight updates for every slot, the names left out)."""
+    """(spec, slot updates, names left out) for the LoRAs of ``spec`` the menus show: yours, ≤ LORA_SLOTS."""
     pairs = lora_library.parse_spec(spec)
     shown = [(name, weight) for name, weight in pairs if name in names][:LORA_SLOTS]
     left_out = [name for name, _ in pairs if name not in dict(shown)]

@@ -140,8 +140,9 @@ def test_command_line_with_captions(collection, tmp_path, capsys):
 
 
 def test_captions_the_user_gave_always_win(collection, tmp_path):
-    (collection / "metadata.jsonl").write_text('{"file_name": "0.png", "text": "a red circle by the sea"}\n'
-                                               '{"file_name": "4.png", "text": "Totoro in the rain, in Ghibli style"}\n')
+    (collection / "metadata.jsonl").write_text(
+        '{"file_name": "0.png", "text": "a red circle by the sea"}\n'
+        '{"file_name": "4.png", "text": "Totoro in the rain, in Ghibli style"}\n')
     (collection / "5.txt").write_text("a black triangle at night\n")
     seen = []
 

@@ -155,8 +155,9 @@ class GridLayout:
 
 def layout(cell: tuple[int, int], xs: list[str], ys: list[str], captions: list[str] | None = None,
            x_title: str = "", y_title: str = "") -> GridLayout:
-    """Place cells of size ``cell`` in len(ys) rows of len(xs), the axis name and values on top and at the left,
-    and each cell's caption under it. Columns widen to fit the widest word; bands grow to fit their lines."""
+    """Where cells of size ``cell``, the axes' names and values and each cell's caption go on the grid."""
+    # Columns widen to fit the widest word and every band grows to fit its wrapped lines, so no text is cut,
+    # shrunk below MIN_FONT or drawn over a cell or another text, whatever the cell size.
     w, h = cell
     size = max(MIN_FONT, min(MAX_FONT, w // 14))
     font, _ = _font(size)

@@ -95,8 +95,9 @@ def layout_distances(one: Fingerprint, others: list[Fingerprint]) -> np.ndarray:
 
 def near_duplicates(prints: dict[Hashable, Fingerprint],
                     tolerance: int = DEFAULT_TOLERANCE) -> dict[Hashable, tuple[Hashable, int]]:
-    """{duplicate key: (kept key, distance)}. Images are visited largest first; each one either matches an image
-    already kept (it joins the closest) or is kept itself, so groups never chain and the kept one is the largest."""
+    """{duplicate key: (kept key, distance in colour levels)}; the largest image of each group is kept."""
+    # Images are visited largest first; each one either matches an image already kept (it joins the closest)
+    # or is kept itself, so groups never chain.
     if not prints:
         return {}  # numpy cannot stack the layouts of no images
     keys = sorted(prints, key=lambda k: (-prints[k].pixels, -prints[k].file_bytes, str(k)))

@@ -120,8 +120,7 @@ def _incoming(options: GhibliOptions, report: Report) -> Iterator[tuple[Path, di
 
 def _captions(names: list[str], given: list[str | None], stage: Path, options: GhibliOptions, deny: list[str],
               captioner: Captioner | None) -> list[str]:
-    """Each image's caption: the user's own as written, else BLIP's cleaned of names with ``caption``, else
-    none; every one ending with the style suffix."""
+    """Each caption: the user's as written, else BLIP's without names (with ``caption``), plus the style suffix."""
     machine = [name for name, text in zip(names, given) if text is None] if options.caption else []
     written = dict(zip(machine, _blip(machine, stage, captioner))) if machine else {}
     return [add_suffix(text, options.style_suffix) if text is not None

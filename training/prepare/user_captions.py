@@ -13,10 +13,7 @@ SIDECAR = ".txt"  # kohya-style datasets keep each caption in a text file named 
 
 def read_caption_file(path: Path | None, folder: Path, where: str,
                       choose_with: str) -> tuple[str, Captions] | None:
-    """(file name, captions) of ``path``, else of the one caption file at the top of ``folder``; None if none.
-
-    ``where`` is how a message names the folder, ``choose_with`` the setting that names a caption file.
-    """
+    """(name, captions) of ``path``, else of the one caption file in ``folder`` (``where`` in messages), or None."""
     try:
         path = path or captions_io.caption_file_in(Path(folder), where, choose_with)
         return (Path(path).name, captions_io.read_captions(path)) if path else None
@@ -36,10 +33,8 @@ def sidecar_captions(sources: list[Source]) -> dict[str, str]:
 
 def given_captions(caption_file: tuple[str, Captions] | None, sources: list[Source],
                    report: Report) -> dict[str, str]:
-    """{image: caption} of every image the user captioned: the caption file's entry, else its .txt file.
-
-    Entries for missing images and ambiguous names are reported as dropped, and a caption file's warnings too.
-    """
+    """{image: caption} of every image the user captioned: the caption file's entry, else its .txt file."""
+    # entries for missing images and ambiguous names go to the report as dropped, the file's oddities as warnings
     given = sidecar_captions(sources)
     if caption_file is not None:
         name, captions = caption_file
