@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 ARGS ?=
 
-.PHONY: run test install install-dev chromium bench toy anime-default
+.PHONY: run test install install-dev chromium bench toy anime-default hair-segmenter
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -46,3 +46,7 @@ toy: $(VENV)/.installed
 # Rebuild the tiny profile's default anime model (a few minutes on 2 CPU cores).
 anime-default: $(VENV)/.installed
 	$(PY) -m training.anime.default
+
+# Rebuild the tiny profile's hair segmenter from toy portraits (a few minutes on 2 CPU cores).
+hair-segmenter: $(VENV)/.installed
+	$(PY) -m training.hair segmenter --output assets/hair-segmenter-tiny

@@ -9,7 +9,7 @@ from pipelines.models.profile import choose_profile
 from pipelines.models.registry import (ROLES, TOY_SD, RegistryError, env_overrides, parse_overrides,
                                 resolve)
 
-EXPECTED_ROLES = {"sd15", "portrait", "sdxl_inpaint", "captioner", "vit", "anime", "vgg19", "vgg16", "faces",
+EXPECTED_ROLES = {"sd15", "portrait", "sdxl_inpaint", "captioner", "vit", "anime", "vgg19", "vgg16", "faces", "hair_segmenter",
                   "lpips", "clip_scorer"}
 
 

@@ -128,6 +128,20 @@ def load_captioner(ref: str, device: str, dtype: torch.dtype) -> Captioner:
     return Captioner(processor, model)
 
 
+def load_hair_segmenter(ref: str, device: str, dtype: torch.dtype) -> Any:
+    """A SegFormer face parser and its image processor, as a HairSegmenter (its id2label must name "hair")."""
+    from transformers import SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    from pipelines.hair.segment import HairSegmenter, HairSegmenterError
+    ref = _hf_ref("hair_segmenter", ref)
+    processor = SegformerImageProcessor.from_pretrained(ref)
+    model = SegformerForSemanticSegmentation.from_pretrained(ref, dtype=dtype).to(device).eval()
+    try:
+        return HairSegmenter(processor, model)
+    except HairSegmenterError as err:
+        raise ModelLoadError(str(err)) from None
+
+
 def load_clip_scorer(ref: str, device: str, dtype: torch.dtype) -> ClipScorer:
     """CLIP processor and model for prompt/image agreement."""
     from transformers import CLIPModel, CLIPProcessor
@@ -233,7 +247,8 @@ class DlibFaces:
 
     def _rects(self, image: Any) -> list[tuple[Box, Any]]:
         import numpy as np
-        found = self.detector(np.asarray(image.convert("RGB")), 1)  # upsample once: faces from ~40 px
+        # upsampling once finds faces from ~40 px but costs 4x: only small images need it
+        found = self.detector(np.asarray(image.convert("RGB")), 1 if min(image.size) < 400 else 0)
         boxes = [((r.left(), r.top(), r.width(), r.height()), r) for r in found]
         return sorted(boxes, key=lambda b: -b[0][2] * b[0][3])
 
@@ -311,6 +326,7 @@ LOADERS: dict[str, Callable[[str, str, torch.dtype], Any]] = {
     "vgg19": lambda ref, device, dtype: load_vgg("vgg19", ref, device, dtype),
     "vgg16": lambda ref, device, dtype: load_vgg("vgg16", ref, device, dtype),
     "faces": load_faces,
+    "hair_segmenter": load_hair_segmenter,
     "lpips": load_lpips,
     "clip_scorer": load_clip_scorer,
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 TOY_SD = ASSETS / "toy-sd"
 ANIME_TINY = ASSETS / "anime-tiny" / "model.safetensors"  # made by ``python -m training.anime.default``
+HAIR_SEGMENTER_TINY = ASSETS / "hair-segmenter-tiny"  # made by ``python -m training.hair segmenter``
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ ROLES: dict[str, Role] = {r.name: r for r in (
     Role("vgg16", "perceptual loss network", "torchvision:vgg16", "build"),
     Role("faces", "face detection and identity (insightface; dlib offline)", "insightface:buffalo_l",
          "dlib:face_recognition_models"),
+    Role("hair_segmenter", "hair mask for try-on (SegFormer face parsing, CelebAMask-HQ labels)",
+         "jonathandinu/face-parsing", str(HAIR_SEGMENTER_TINY)),
     Role("lpips", "perceptual distance", "lpips:alex", "build"),
     Role("clip_scorer", "prompt/image agreement (CLIP score)", "openai/clip-vit-large-patch14", "build"),
 )}

@@ -36,6 +36,15 @@ class TextureSettings:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class SegmenterSettings:
+    steps: int = 500
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    eval_portraits: int = 200
+    seed: int = 0
+
+
 def parse_sets(items: list[str]) -> dict[str, Any]:
     return {key: value for key, value in split_sets(items, HairSettingsError)}
 
