@@ -39,7 +39,7 @@ def timed(images: Path, labels: Path, out: Path, faces) -> tuple[float, int]:
     from training.prepare.hair import HairOptions, prepare_hair
 
     start = time.perf_counter()
-    report = prepare_hair(HairOptions(images=images, labels=labels, out=out), faces)
+    report = prepare_hair(HairOptions(images=images, labels_dir=labels, out=out), faces)
     return time.perf_counter() - start, len(report.kept)
 
 

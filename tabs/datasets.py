@@ -48,6 +48,10 @@ RANDOM_CAPTIONER_INFO = ("Off by default: this profile's captioner is a tiny unt
                          "Your own captions (a caption file, or a .txt beside an image) are always kept.")
 
 
+KINDS = (*USE_CASES, "hair")  # the LoRA presets, and K-Hairstyle images + labels for hair try-on (seed 000)
+PEOPLE = ("dreambooth", "hair")  # kinds made of photos of people: the rights box must be ticked
+
+
 class DatasetFormError(ValueError):
     """A Datasets form value is refused; the message says which and why."""
 
@@ -108,6 +112,21 @@ def gallery(folder: Path) -> list[tuple[Image.Image, str]]:
     return items
 
 
+def hair_gallery(folder: Path) -> list[tuple[Image.Image, str]]:
+    """Bald image beside the portrait, captioned with the English prompt, the first GALLERY_LIMIT images."""
+    import json
+
+    items = []
+    lines = (folder / "metadata.jsonl").read_text(encoding="utf-8").splitlines()[:GALLERY_LIMIT]
+    for row in map(json.loads, lines):
+        for key in ("images", "bald_images"):
+            with Image.open(folder / row[key]) as im:
+                thumb = im.convert("RGB")
+                thumb.thumbnail((THUMBNAIL, THUMBNAIL))
+            items.append((thumb, f"{row['id']}: {row['prompt']}" if key == "images" else f"{row['id']}: bald"))
+    return items
+
+
 def table_rows(table: Any) -> list[list[str]]:
     """The caption editor's value as [[file_name, text], ...] (a DataFrame, a list, or the API's dict)."""
     if isinstance(table, dict):
@@ -125,9 +144,13 @@ def make_handlers(manager: RunManager, runtime: Runtime):
         from pipelines.captioning import runtime_captioner
         from training.prepare.fashion import FashionOptions, prepare_fashion
         from training.prepare.ghibli import GhibliOptions, prepare_ghibli
+        from training.prepare.hair import HairOptions, prepare_hair
         from training.prepare.portraits import PortraitOptions, face_detector, prepare_dreambooth
 
         """Build the use case's options from the form and run its preparation."""
+        if use_case == "hair":  # labels sit beside their images in the upload (or in a mirrored tree)
+            return prepare_hair(HairOptions(images=source, labels_dir=source, out=out, labels=MESSAGE_NAMES),
+                                face_detector(runtime))
         checks = dict(min_size=int(values["min_size"]), max_aspect=float(values["max_aspect"]),
                       min_sharpness=float(values["min_sharpness"]),
                       duplicate_tolerance=int(values["duplicate_tolerance"]), drop_text=bool(values["drop_text"]),
@@ -160,9 +183,9 @@ def make_handlers(manager: RunManager, runtime: Runtime):
         """Prepare the upload; returns (summary, report rows, gallery, caption rows, dataset folder)."""
         from training.prepare.common import PrepareError  # on first use: it loads the image checks (OpenCV)
 
-        if use_case not in USE_CASES:
-            raise DatasetFormError(f"Unknown use case {use_case!r}; choose one of: {', '.join(USE_CASES)}.")
-        if use_case == "dreambooth" and not rights_confirmed:
+        if use_case not in KINDS:
+            raise DatasetFormError(f"Unknown use case {use_case!r}; choose one of: {', '.join(KINDS)}.")
+        if use_case in PEOPLE and not rights_confirmed:
             raise DatasetFormError(f"Tick “{RIGHTS_LABEL}” before preparing photos of people.")
         root = datasets_root(manager, owner_of(request))
         root.mkdir(parents=True, exist_ok=True)
@@ -186,6 +209,8 @@ def make_handlers(manager: RunManager, runtime: Runtime):
         name = out.relative_to(root).as_posix()  # what the Train and Anime tabs take; no server path
         summary = (f"**{report.summary()}**\n\nDataset **{name}**: give this name as the Train tab's dataset "
                    "(report.md and report.json are inside).")
+        if use_case == "hair":  # prompts come from the labels: shown with the images, not edited
+            return summary, report.rows(), hair_gallery(out), [], name
         return summary, report.rows(), gallery(out), caption_rows(out), name
 
     @user_errors
@@ -211,7 +236,8 @@ def build(manager: RunManager, runtime: Runtime) -> None:
     with gr.Tab("Datasets"):
         with gr.Row():
             with gr.Column():
-                use_case = gr.Radio(list(USE_CASES), value=USE_CASES[0], label="Use case", elem_id="data-use-case")
+                use_case = gr.Radio(list(KINDS), value=KINDS[0], label="Use case", elem_id="data-use-case",
+                                    info="hair: K-Hairstyle images with their JSON labels, in one folder or ZIP")
                 files = gr.File(label="A folder of images", file_count="directory", type="filepath")
                 zip_file = gr.File(label="…or a ZIP", file_types=[".zip"], type="filepath")
                 with gr.Group(visible=True) as captions_box:  # fashion and Ghibli read the user's captions
@@ -233,9 +259,9 @@ def build(manager: RunManager, runtime: Runtime) -> None:
                                             placeholder="one per line, e.g. Totoro")
                 with gr.Group(visible=False) as dreambooth_box:
                     crop_face = gr.Checkbox(label=LABELS["crop_face"])
-                    rights = gr.Checkbox(label=RIGHTS_LABEL)
+                rights = gr.Checkbox(label=RIGHTS_LABEL, visible=False, elem_id="data-rights")
                 size = gr.Number(512, precision=0, label=LABELS["size"])
-                with gr.Accordion("Checks (every use case)", open=False):
+                with gr.Accordion("Checks (fashion, Ghibli, DreamBooth)", open=False) as checks_box:
                     with gr.Row():
                         min_size = gr.Number(CHECKS.min_size, precision=0, label=LABELS["min_size"])
                         max_aspect = gr.Number(CHECKS.max_aspect, label=LABELS["max_aspect"])
@@ -260,9 +286,11 @@ def build(manager: RunManager, runtime: Runtime) -> None:
                 folder = gr.Textbox(label="Dataset", interactive=False, elem_id="data-folder")
                 save = gr.Button("Save captions")
                 saved = gr.Markdown()
-        use_case.change(lambda u: [gr.update(visible=u != "dreambooth")]
+        use_case.change(lambda u: [gr.update(visible=u not in PEOPLE), gr.update(visible=u in PEOPLE),
+                                   gr.update(visible=u != "hair"), gr.update(visible=u != "hair")]
                         + [gr.update(visible=u == name) for name in USE_CASES], use_case,
-                        [captions_box, fashion_box, ghibli_box, dreambooth_box], api_visibility="private", queue=False)
+                        [captions_box, rights, checks_box, size, fashion_box, ghibli_box, dreambooth_box],
+                        api_visibility="private", queue=False)
         inputs = [use_case, files, zip_file, captions_file, min_size, min_caption, sample, seed, size, tolerance,
                   caption, style_suffix, deny_words, drop_text, crop_face, rights, max_aspect, min_sharpness]
         running = go.click(prepare, inputs, [summary, report, images, captions, folder], api_name="prepare",

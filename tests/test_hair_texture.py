@@ -20,7 +20,7 @@ class NoFaces:
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("hair-texture")
     toy_hair.write_khairstyle(root / "images", root / "labels", 60, seed=11)
-    prepare_hair(HairOptions(images=root / "images", labels=root / "labels", out=root / "data"), NoFaces())
+    prepare_hair(HairOptions(images=root / "images", labels_dir=root / "labels", out=root / "data"), NoFaces())
     return root / "data"
 
 

@@ -59,7 +59,7 @@ def make_folder(root: Path) -> tuple[Path, Path, list[toy_hair.Portrait]]:
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("khair")
     images, labels, portraits = make_folder(root)
-    report = prepare_hair(HairOptions(images=images, labels=labels, out=root / "out"), NoFaces())
+    report = prepare_hair(HairOptions(images=images, labels_dir=labels, out=root / "out"), NoFaces())
     return root / "out", report, portraits
 
 
@@ -120,3 +120,29 @@ def test_the_command_line_writes_the_folder(tmp_path):
     code = main(["hair", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "out"),
                  "--profile", "tiny"])
     assert code == 0 and len((tmp_path / "out" / "metadata.jsonl").read_text().splitlines()) == 3
+
+
+def test_the_datasets_tab_prepares_a_zip_of_images_and_labels(tmp_path, tiny_runtime):
+    import zipfile
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from tabs import datasets
+    from training.runs.launcher import RunManager
+
+    toy_hair.write_khairstyle(tmp_path / "k", tmp_path / "k", 4, seed=3)  # labels beside their images
+    archive = tmp_path / "khair.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted((tmp_path / "k").rglob("*.*")):
+            z.write(path, f"khair/{path.relative_to(tmp_path / 'k')}")
+    manager = RunManager(tmp_path / "runs", max_active=0, poll_seconds=None)
+    prepare, _ = datasets.make_handlers(manager, tiny_runtime)
+    with pytest.raises(gr.Error, match="I have the right to use these photos"):
+        prepare("hair", None, str(archive))
+    summary, report, gallery, captions, name = prepare("hair", None, str(archive), rights_confirmed=True,
+                                                       request=SimpleNamespace(username="ann"))
+    assert summary.startswith("**hair: kept 4, dropped 0") and captions == []
+    assert len(gallery) == 8 and "hairstyle" in gallery[0][1] and gallery[1][1].endswith(": bald")
+    assert (tmp_path / "uploads" / "ann" / "datasets" / name / "metadata.jsonl").is_file()
+    manager.close()

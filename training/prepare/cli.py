@@ -134,8 +134,8 @@ def options_from(args: argparse.Namespace) -> FashionOptions | GhibliOptions | P
                                 size=args.size, caption=args.caption, style_suffix=args.style_suffix,
                                 deny_words=args.deny_words, download=download, **shared, **_checks(args))
     elif args.use_case == "hair":
-        options = HairOptions(images=args.images, labels=args.labels, dilate=args.dilate, style_size=args.style_size,
-                              patch_size=args.patch_size, patch_stride=args.patch_stride,
+        options = HairOptions(images=args.images, labels_dir=args.labels, dilate=args.dilate,
+                              style_size=args.style_size, patch_size=args.patch_size, patch_stride=args.patch_stride,
                               min_patch_hair=args.min_patch_hair, **shared)
     else:
         options = PortraitOptions(images=args.images, crop_face=args.crop_face, size=args.size, prompt=args.prompt,

@@ -40,7 +40,7 @@ ATTRIBUTES = ("length", "hair-width", "color", "curl", "basestyle", "bang", "sid
 @dataclass
 class HairOptions(PrepareOptions):
     images: Path
-    labels: Path
+    labels_dir: Path  # ``labels`` names the settings in messages (PrepareOptions)
     out: Path
     dilate: int = 0  # pixels; 0 = about 1 % of the image's shorter side, at least 1
     style_size: int = 224
@@ -52,10 +52,9 @@ class HairOptions(PrepareOptions):
 
     def check(self) -> None:
         """Refuse missing folders and impossible settings with one sentence."""
-        for name in ("images", "labels"):
-            if not Path(getattr(self, name)).is_dir():
-                raise PrepareError(f"The {self.name_of(name)} folder {self.input_name(getattr(self, name))} does "
-                                   "not exist or is not a folder.")
+        for name, path in (("images", self.images), ("labels", self.labels_dir)):
+            if not Path(path).is_dir():
+                raise PrepareError(f"The {name} folder {self.input_name(path)} does not exist or is not a folder.")
         self.check_range("style_size", 16, 1024, " pixels")
         self.check_range("dilate", 0, 64, " pixels")
         self.check_range("min_patch_hair", 0.0, 1.0)
@@ -78,7 +77,8 @@ def prepare_hair(options: HairOptions, faces: Any) -> Report:
     check_separate(options.images, options.out)
     report = Report("hair", settings=options.report_settings())
     sources = {PurePosixPath(s.rel): s for s in list_sources(options.images, report)}
-    labels = sorted(PurePosixPath(p.relative_to(options.labels).as_posix()) for p in Path(options.labels).rglob("*.json"))
+    labels = sorted(PurePosixPath(p.relative_to(options.labels_dir).as_posix())
+                    for p in Path(options.labels_dir).rglob("*.json"))
     pairing = pair_files(list(sources), labels)
     for rel in pairing.images_without_label:
         report.drop(str(rel), "no label", f"{rel} has no label (looked for {rel.stem}.json and "
@@ -93,7 +93,7 @@ def prepare_hair(options: HairOptions, faces: Any) -> Report:
         for image_rel, label_rel in tqdm(pairing.pairs, desc="hair"):
             source = sources[image_rel]
             try:
-                row, unknown = _process(source.path, Path(options.labels) / label_rel, source.stem, options, faces,
+                row, unknown = _process(source.path, Path(options.labels_dir) / label_rel, source.stem, options, faces,
                                         stage)
             except (ImageProblem, LabelError, NoFace) as err:
                 report.drop(str(image_rel), _kind(err), _message(image_rel, label_rel, err))
