@@ -43,6 +43,12 @@ LABELS = {"captions": "Captions (JSON, CSV or metadata.jsonl; else the one in th
 # What messages call the upload (never its server folder).
 MESSAGE_NAMES = {**{option: f"“{label}”" for option, label in LABELS.items()}, "images": "Your upload"}
 CHECKS = CheckSettings()  # the form's defaults
+TINY_MIN_SIZE = 64  # the tiny profile's toy model works at 64 px: its pictures must pass the size check
+
+
+def default_min_size(runtime: Runtime) -> int:
+    """The seed's minimum for real photos, or the toy model's size in the tiny profile."""
+    return TINY_MIN_SIZE if runtime.profile.name == "tiny" else CHECKS.min_size
 CAPTION_INFO = "Your own captions (a caption file, or a .txt beside an image) are always kept; BLIP writes the rest."
 RANDOM_CAPTIONER_INFO = ("Off by default: this profile's captioner is a tiny untrained model that writes gibberish. "
                          "Your own captions (a caption file, or a .txt beside an image) are always kept.")
@@ -173,7 +179,7 @@ def make_handlers(manager: RunManager, runtime: Runtime):
     @user_errors
     @on_gpu
     def prepare(use_case: str, files: list[str] | None = None, zip_file: str | None = None,
-                captions_file: str | None = None, min_size: int = CHECKS.min_size, min_caption: int = 10,
+                captions_file: str | None = None, min_size: int = default_min_size(runtime), min_caption: int = 10,
                 sample: int = 10_000, seed: int = 0, size: int = 512,
                 duplicate_tolerance: int = CHECKS.duplicate_tolerance, caption: bool = False,
                 style_suffix: str = DEFAULT_STYLE_SUFFIX, deny_words: str = "", drop_text: bool = False,
@@ -263,7 +269,7 @@ def build(manager: RunManager, runtime: Runtime) -> None:
                 size = gr.Number(512, precision=0, label=LABELS["size"])
                 with gr.Accordion("Checks (fashion, Ghibli, DreamBooth)", open=False) as checks_box:
                     with gr.Row():
-                        min_size = gr.Number(CHECKS.min_size, precision=0, label=LABELS["min_size"])
+                        min_size = gr.Number(default_min_size(runtime), precision=0, label=LABELS["min_size"])
                         max_aspect = gr.Number(CHECKS.max_aspect, label=LABELS["max_aspect"])
                         min_sharpness = gr.Number(CHECKS.min_sharpness, label=LABELS["min_sharpness"],
                                                   info="Measured on the edges; blurred photos score under 30.")

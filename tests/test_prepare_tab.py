@@ -79,8 +79,9 @@ def test_ghibli_zip_with_tiny_blip(tab, tmp_path):
     archive = tmp_path / "stills.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for i, color in enumerate(["red", "blue", "green"]):
-            z.write(save(photo(i, color=color, shape="circle"), tmp_path / f"{i}.png"), f"stills/{i}.png")
-    summary, report, gallery, rows, folder = tab.prepare("ghibli", None, str(archive), size=64, min_size=64,
+            z.write(save(photo(i, (64, 64), color=color, shape="circle"), tmp_path / f"{i}.png"), f"stills/{i}.png")
+    # no min_size given: the tiny profile's default lets the toy model's 64 px pictures through
+    summary, report, gallery, rows, folder = tab.prepare("ghibli", None, str(archive), size=64,
                                                          caption=True, style_suffix="in toy style",
                                                          deny_words="Totoro\n")
     assert summary.startswith("**ghibli: kept 3, dropped 0")
