@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, get_type_hints
+from typing import Any
 
+from training.runs import settings as settings_io
 from training.runs.cli import split_sets
 
 STYLE_LOSSES = ("meanstd", "gram")
@@ -44,19 +45,7 @@ class AnimeSettings:
 
 def coerce(key: str, raw: Any) -> Any:
     """A ``--set`` string (or form value) as the setting's type, or a sentence naming the key."""
-    types = get_type_hints(AnimeSettings)
-    if key not in types:
-        raise AnimeSettingsError(f"Unknown setting {key!r}; known: {', '.join(types)}.")
-    kind = types[key]
-    try:
-        if kind is bool:
-            value = str(raw).strip().lower()
-            if value not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return value in ("true", "1", "yes")
-        return kind(raw)
-    except (TypeError, ValueError):
-        raise AnimeSettingsError(f"Setting {key}={raw!r} is not a valid {kind.__name__}.") from None
+    return settings_io.coerce(AnimeSettings, key, raw, AnimeSettingsError)
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
