@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import pandas as pd
 from PIL import Image
 
 from tabs.common import owner_of, user_errors
+from training.runs.folder import loss_figure, loss_points
 from training.runs.launcher import RunManager, RunStatus, read_events, tail_text
+from training.runs.pace import clock, speed
 
 POLL_SECONDS = 2
 LOG_LINES = 40
@@ -28,7 +29,7 @@ HEADERS = ["run", "owner", "state", "step", "loss", "created"]
 class RunView:
     """Everything the tab shows about one run."""
     status: RunStatus
-    loss: pd.DataFrame  # columns step, loss, series ("train" loss or "val" MSE)
+    loss: dict[str, list[tuple[int, float]]]  # (step, loss) of "train" and "validation"
     samples: list[Path]  # image files, oldest first
     log: str
 
@@ -46,15 +47,9 @@ def local_time(iso: str) -> str:
         return iso
 
 
-LOSS_KEYS = {"train": "loss", "val": "val_mse"}  # the trainer's event fields, as its loss.png plots them
-
-
-def loss_frame(run_dir: Path) -> pd.DataFrame:
+def loss_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Training loss per step from the "train" events, and validation MSE from the "val" events."""
-    points = [(e["step"], float(e[LOSS_KEYS[e["kind"]]]), e["kind"]) for e in read_events(run_dir / "events.jsonl")
-              if e.get("kind") in LOSS_KEYS and isinstance(e.get(LOSS_KEYS[e["kind"]]), (int, float))
-              and isinstance(e.get("step"), int)]
-    return pd.DataFrame(points, columns=["step", "loss", "series"])
+    return loss_points(read_events(run_dir / "events.jsonl"))
 
 
 def sample_files(run_dir: Path) -> list[Path]:
@@ -84,10 +79,35 @@ def log_text(run_dir: Path, state: str) -> str:
     return tail_text(run_dir / name, LOG_LINES)
 
 
+def progress_line(status: RunStatus) -> str:
+    """E.g. "Training · step 30 of 60 · 1.04 s/it · elapsed 1:12 · about 0:31 left"."""
+    running = status.state == "running"
+    parts = [status.stage.capitalize()] if running and status.stage else []
+    parts.append(f"step {status.step} of {status.max_steps}")
+    if status.seconds_per_step:
+        parts.append(speed(status.seconds_per_step))
+    if status.elapsed is not None:
+        parts.append(f"elapsed {clock(status.elapsed)}")
+    if running and status.eta is not None:
+        parts.append(f"about {clock(status.eta)} left")
+    return " · ".join(parts)
+
+
 def progress_html(status: RunStatus) -> str:
     total = max(status.max_steps, 1)
     return (f'<progress value="{min(status.step, total)}" max="{total}" style="width:100%"></progress>'
-            f"<div>step {status.step} of {status.max_steps}</div>")
+            f'<div id="runs-progress-line">{progress_line(status)}</div>')
+
+
+def as_notice(action):
+    """A button's handler that shows its outcome, a refusal included, in the tab's notice line: an error raised by
+    an event outside the queue never reaches the page. (Not functools.wraps: the API name stays the action's.)"""
+    def notice(run: str, request: gr.Request = None) -> str:
+        try:
+            return action(run, request)
+        except gr.Error as err:
+            return str(err.message)
+    return notice
 
 
 def status_markdown(status: RunStatus) -> str:
@@ -113,7 +133,7 @@ class RunsHandlers:
         """Status, loss curve, samples and log of a run the caller may see."""
         run_dir = self.manager.find(run_id, self._viewer(request))
         status = self.manager.status(run_dir)
-        return RunView(status, loss_frame(run_dir), sample_files(run_dir), log_text(run_dir, status.state))
+        return RunView(status, loss_curves(run_dir), sample_files(run_dir), log_text(run_dir, status.state))
 
     @user_errors
     def run_status(self, run: str, request: gr.Request) -> dict:
@@ -135,6 +155,14 @@ class RunsHandlers:
         return f"Resumed {run} from its latest checkpoint."
 
     @user_errors
+    def restart(self, run: str, request: gr.Request = None) -> str:
+        """Start a new run with the settings of one of the caller's own runs (same use case, data and settings)."""
+        owner = owner_of(request)
+        status = self.manager.status(self.manager.restart(self.manager.find(run, owner), owner))
+        verb = "Queued" if status.state == "queued" else "Started"
+        return f"{verb} **{status.id}** with the settings of {run}."
+
+    @user_errors
     def refresh(self, selected: str | None, shown: dict | None, request: gr.Request = None) -> tuple:
         """Every output of the tab; parts that did not change since the last tick are skipped."""
         shown = shown or {}
@@ -146,10 +174,11 @@ class RunsHandlers:
         new = {
             "table": table_rows(runs),
             "choices": [ids, selected],
-            "loss": [selected, len(view.loss)] if view else None,
+            "loss": [selected, sum(map(len, view.loss.values()))] if view else None,
             "samples": [selected, [str(p) for p in view.samples]] if view else None,
             "log": [selected, view.log] if view else None,
         }
+
 
         def fresh(key: str, value: Any) -> Any:
             return gr.skip() if shown.get(key) == new[key] else value
@@ -159,11 +188,12 @@ class RunsHandlers:
             fresh("choices", gr.Dropdown(choices=ids, value=selected)),
             status_markdown(status) if status else "No runs yet: start one in the Train tab.",
             progress_html(status) if status else "",
-            fresh("loss", view.loss if view and len(view.loss) else None),
+            fresh("loss", loss_figure(view.loss) if view and any(view.loss.values()) else None),
             gr.skip() if shown.get("samples") == new["samples"] else sample_images(view.samples) if view else [],
             fresh("log", view.log if view else ""),
             gr.Button(interactive=bool(status) and status.state in ("queued", "running")),
             gr.Button(interactive=bool(status) and status.state in ("failed", "cancelled")),
+            gr.Button(interactive=bool(status) and status.state in ("done", "failed", "cancelled")),
             new,
         )
 
@@ -181,21 +211,27 @@ def build(manager: RunManager, shared: bool = False) -> None:
         with gr.Row():
             run = gr.Dropdown(label="Run", choices=[], elem_id="runs-selected", scale=3)
             cancel = gr.Button("Cancel", variant="stop", interactive=False, scale=1)
-            resume = gr.Button("Resume", interactive=False, scale=1)
-        notice = gr.Markdown()
+            resume = gr.Button("Resume", interactive=False, scale=1, elem_id="runs-resume")
+            again = gr.Button("Start again with the same settings", interactive=False, scale=1,
+                              elem_id="runs-start-again")
+        notice = gr.Markdown(elem_id="runs-notice")
         state = gr.Markdown(elem_id="runs-state")
         progress = gr.HTML()
         with gr.Row():
-            plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=260)
+            # matplotlib, not gr.LinePlot: the page fixes a LinePlot's series when it first draws it, so the
+            # validation curve that starts later never showed, and its legend was cut off below the plot
+            plot = gr.Plot(label="Loss", format="png", elem_id="runs-loss")
             gallery = gr.Gallery(label="Samples", format="png", columns=4, height=320,
                                  buttons=["download", "fullscreen"])
         log = gr.Textbox(label=f"Log (last {LOG_LINES} lines)", lines=12, max_lines=20, autoscroll=True,
                          interactive=False)
         shown = gr.State({})  # what this browser already shows, so unchanged images are not re-sent each tick
-        outputs = [table, run, state, progress, plot, gallery, log, cancel, resume, shown]
+        outputs = [table, run, state, progress, plot, gallery, log, cancel, resume, again, shown]
         listen = dict(api_visibility="private", queue=False, show_progress="hidden")
         gr.on([timer.tick, tab.select, run.input], h.refresh, [run, shown], outputs, **listen)
         table.select(h.select, shown, outputs, **listen)
-        cancel.click(h.cancel, run, notice, **listen)
-        resume.click(h.resume, run, notice, **listen)
+        cancel.click(as_notice(h.cancel), run, notice, **listen)
+        resume.click(as_notice(h.resume), run, notice, **listen)
+        again.click(as_notice(h.restart), run, notice, **listen)
         gr.api(h.run_status, api_name="run_status")
+        gr.api(h.restart, api_name="restart")

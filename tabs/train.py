@@ -16,7 +16,8 @@ import gradio as gr
 
 from pipelines.models.runtime import Runtime
 from tabs.common import owned_folder, owner_of, slug, user_errors, user_uploads
-from training.runs.launcher import USE_CASES, RunManager, clean_run_name, estimate
+from training.runs.launcher import USE_CASES, RunManager, clean_run_name
+from training.runs.pace import estimate
 from training.lora.settings import LoraSettings, coerce, field_types, resolve_settings
 from training.prepare.safe_zip import safe_extract_zip, single_top_folder
 
@@ -33,6 +34,9 @@ HINTS = {
     "class_prompt": "DreamBooth: the subject's class, for prior preservation",
 }
 RIGHTS_LABEL = "I have the right to use these images"
+# What a user wants, for the radio; the values stay the preset names the API and the run ids use.
+USE_CASE_LABELS = {"fashion": "Fashion LoRA from captioned photos", "ghibli": "Style LoRA (e.g. Ghibli)",
+                   "dreambooth": "Portrait of one person (DreamBooth)"}
 
 
 class FormError(ValueError):
@@ -115,18 +119,23 @@ def make_handlers(manager: RunManager, profile: str, data_roots: tuple[Path, ...
         if use_case == "dreambooth" and not rights_confirmed:
             raise FormError(f"Tick “{RIGHTS_LABEL}” before training DreamBooth on photos of people.")
         overrides = set_values(settings)
-        eta = estimate(resolve_settings(use_case, overrides), profile)  # refuses a bad use case or value early
+        eta = run_estimate(use_case, overrides)  # refuses a bad use case or value early
         clean_run_name(run_name, use_case)  # before a ZIP is extracted for nothing
         data = dataset_folder(manager, owner, data_dir, dataset_zip, run_name or "", data_roots)
         status = manager.status(manager.submit(use_case, run_name, data, overrides, owner, profile))
         verb = "Queued" if status.state == "queued" else "Started"
-        return f"{verb} **{status.id}** ({eta}). Follow it in the Runs tab."
+        return f"{verb} **{status.id}**; estimate: {eta}. Follow it in the Runs tab."
+
+    def run_estimate(use_case: str, overrides: dict[str, str]) -> str:
+        """How long the run would take, measured from this server's finished runs of the use case when it can."""
+        settings = resolve_settings(use_case, overrides)
+        return estimate(settings, profile, manager.paces(use_case, profile), use_case)
 
     def estimate_text(use_case: str, *values: Any) -> str:
         """The estimate line; a bad value shows its sentence here instead of a popup on every keystroke."""
         try:
             overrides = set_values(changed_settings(use_case, dict(zip(FORM_FIELDS, values))))
-            return f"Estimate ({profile} profile, rough): {estimate(resolve_settings(use_case, overrides), profile)}"
+            return f"**Estimate** ({profile} profile): {run_estimate(use_case, overrides)}."
         except ValueError as err:
             return str(err)
 
@@ -158,17 +167,19 @@ def build(manager: RunManager, runtime: Runtime, data_roots: tuple[Path, ...] = 
     profile = runtime.profile.name
     collect, train, estimate_text = make_handlers(manager, profile, data_roots)
     initial = resolve_settings(USE_CASES[0])
-    with gr.Tab("Train"):
+    with gr.Tab("Train") as tab:
         with gr.Row():
             with gr.Column():
-                use_case = gr.Radio(list(USE_CASES), value=USE_CASES[0], label="Use case", elem_id="train-use-case")
+                use_case = gr.Radio([(USE_CASE_LABELS[u], u) for u in USE_CASES], value=USE_CASES[0],
+                                    label="What do you want to train?", elem_id="train-use-case")
                 data_dir = gr.Textbox(label="Dataset", placeholder="a dataset name from the Datasets tab",
-                                      info="one of your prepared datasets, or a folder under the server's data roots")
+                                      info="one of your prepared datasets, or a folder under the server's data roots",
+                                      elem_id="train-data")
                 dataset_zip = gr.File(label="…or a ZIP of images", file_types=[".zip"], type="filepath")
                 run_name = gr.Textbox(label="Run name", elem_id="train-run-name",
                                       placeholder="letters, digits, - and _ (empty: use case + date)")
                 rights = gr.Checkbox(label=RIGHTS_LABEL, info="Required for DreamBooth (photos of people).")
-                eta = gr.Markdown(estimate_text(USE_CASES[0], *preset_form(USE_CASES[0])))
+                eta = gr.Markdown(estimate_text(USE_CASES[0], *preset_form(USE_CASES[0])), elem_id="train-estimate")
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
                 message = gr.Markdown(elem_id="train-message")
             with gr.Column():
@@ -179,7 +190,8 @@ def build(manager: RunManager, runtime: Runtime, data_roots: tuple[Path, ...] = 
         values = [form[key] for key in FORM_FIELDS]
         use_case.change(preset_form, use_case, values, api_visibility="private", queue=False).then(
             estimate_text, [use_case, *values], eta, api_visibility="private", queue=False)
-        gr.on([form[key].input for key in ESTIMATE_FIELDS], estimate_text, [use_case, *values], eta,
+        # on select too: runs that finished since the server started or the page loaded make it a measured one
+        gr.on([tab.select, *(form[key].input for key in ESTIMATE_FIELDS)], estimate_text, [use_case, *values], eta,
               api_visibility="private", queue=False)
         start.click(collect, [use_case, *values], changes, api_visibility="private", queue=False).success(
             train, [use_case, data_dir, dataset_zip, run_name, changes, rights], message, api_name="train")

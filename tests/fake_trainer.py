@@ -2,7 +2,8 @@
 
 Environment knobs for tests: FAKE_TRAINER_STEP_SECONDS (sleep per step, default 0.05), FAKE_TRAINER_CHILD=1
 (start a ``sleep`` child in the process group and write its pid to child.pid), FAKE_TRAINER_IGNORE_TERM=1
-(ignore SIGTERM, so only SIGKILL stops it).
+(ignore SIGTERM, so only SIGKILL stops it), FAKE_TRAINER_FAIL_AT=N (fail with an "error" event at step N),
+FAKE_TRAINER_LOAD_SECONDS (sleep in the "loading" stage, default 0).
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for item in args.set:  # like training.lora, --set max_steps=N counts when --max-steps is not given
+        key, _, value = item.partition("=")
+        if key == "max_steps" and "--max-steps" not in (argv or sys.argv):
+            args.max_steps = int(value)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -47,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         emit("error", -1, message=f"The dataset folder {args.data} does not exist.")  # -1 like training.lora
         print(f"fake_trainer: no dataset folder {args.data}", file=sys.stderr)
         return 1
+    emit("stage", 0, stage="loading")
+    time.sleep(float(os.environ.get("FAKE_TRAINER_LOAD_SECONDS", "0")))
     (out / "config.toml").write_text(f'preset = "{args.preset}"\nmax_steps = {args.max_steps}\n'
                                      + "".join(f"# --set {item}\n" for item in args.set))
     start = 0
@@ -60,13 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         child = subprocess.Popen(["sleep", "600"])
         (out / "child.pid").write_text(str(child.pid))
     step_seconds = float(os.environ.get("FAKE_TRAINER_STEP_SECONDS", "0.05"))
+    fail_at = int(os.environ.get("FAKE_TRAINER_FAIL_AT", "0"))
+    emit("stage", start, stage="training")
     for step in range(start + 1, args.max_steps + 1):
         time.sleep(step_seconds)
+        if step == fail_at:
+            emit("error", -1, message=f"The loss became nan at step {step}; lower learning_rate and start again.")
+            return 2
         emit("train", step, loss=1.0 / step, max_steps=args.max_steps)
         say(f"step {step}/{args.max_steps} loss {1.0 / step:.4f}")
         if step % 2 == 0:
             (out / "checkpoints" / f"step-{step}").mkdir(parents=True, exist_ok=True)
             emit("checkpoint", step, path=f"checkpoints/step-{step}")
+    emit("stage", args.max_steps, stage="saving")
     emit("val", args.max_steps, val_mse=0.5)
     (out / "samples").mkdir(exist_ok=True)
     sample = out / "samples" / f"step-{args.max_steps}-0.png"

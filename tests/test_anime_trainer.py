@@ -43,6 +43,8 @@ def test_cli_writes_the_run_folder(trained):
     kinds = [e["kind"] for e in events]
     assert kinds.count("train") == 4 and kinds.count("val") == 2 and kinds[-1] == "done"
     assert {e["max_steps"] for e in events if e["kind"] == "train"} == {4}
+    assert [(e["stage"], e["step"]) for e in events if e["kind"] == "stage"] == [  # the Runs tab's stage
+        ("loading", 0), ("training", 0), ("saving", 4)]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-2", "step-4"]
     assert len(list((run / "samples").glob("*.png"))) == 2
     assert 'style_loss = "gram"' in (run / "config.toml").read_text()
@@ -85,7 +87,7 @@ def test_cli_refuses_bad_settings_in_one_line(tmp_path, capsys):
     code = main(["--content", str(tmp_path), "--style", str(tmp_path), "--output", str(tmp_path / "r"),
                  "--set", "lambda_style=lots"])
     assert code == 2
-    assert "lambda_style='lots' is not a valid float" in capsys.readouterr().err
+    assert "lambda_style must be a number, not 'lots'" in capsys.readouterr().err
 
 
 def test_nan_loss_stops_with_a_message(tmp_path):

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from training.lora.settings import parse_sets
-from training.runs.launcher import LaunchError, RunManager, build_command, estimate, trainer_args
+from training.runs.launcher import LaunchError, RunManager, build_command, trainer_args
 from training.lora.settings import SettingsError, resolve_settings
 from training.prepare.safe_zip import UnsafeZipError, safe_extract_zip
 
@@ -93,10 +93,13 @@ def test_submit_runs_to_done_and_reads_events_back(make_manager, data):
     assert request["owner"] == "local" and request["args"][-2:] == ["--set", "rank=4"]
     assert (run_dir / "config.toml").exists() and (run_dir / "samples").is_dir()
     assert [r.id for r in manager.list_runs("local")] == ["fashion/first"]
-    from tabs.runs import loss_frame, sample_files, sample_images
+    from tabs.runs import loss_curves, sample_files, sample_images
+    from training.runs.folder import loss_figure
 
-    curve = loss_frame(run_dir)
-    assert list(curve["series"]) == ["train"] * 3 + ["val"] and curve["loss"].iloc[-1] == 0.5
+    curves = loss_curves(run_dir)
+    assert [step for step, _ in curves["train"]] == [1, 2, 3] and curves["validation"] == [(3, 0.5)]
+    legend = loss_figure(curves).axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["train", "validation"]
     [(image, caption)] = sample_images(sample_files(run_dir))
     assert caption == "step-3-0" and image.getpixel((0, 0)) == (220, 40, 40)  # a picture, not a server path
 
@@ -232,7 +235,7 @@ def test_train_tab_sends_only_changed_settings_and_requires_rights_for_dreamboot
     values.update(rank=16, validation_prompts="a red square\na blue circle", hflip=0.5)  # hflip: the preset's
     changes = collect("ghibli", *values.values())
     assert changes == {"rank": 16, "validation_prompts": ["a red square", "a blue circle"]}
-    assert "~1500 steps" in estimate_text("ghibli", *values.values())
+    assert "1500 steps, roughly" in estimate_text("ghibli", *values.values())
 
     message = train("ghibli", str(data), None, "look", changes, False, SimpleNamespace(username="carol"))
     assert message.startswith("Queued **ghibli/look**")
@@ -273,13 +276,6 @@ def test_tabs_register_the_train_and_run_status_endpoints(make_manager, tiny_run
     assert [p["parameter_name"] for p in endpoints["/train"]["parameters"]] == [
         "use_case", "data_dir", "dataset_zip", "run_name", "settings", "rights_confirmed"]
     assert [p["parameter_name"] for p in endpoints["/run_status"]["parameters"]] == ["run"]
-
-
-def test_estimate_uses_the_profile_constants():
-    assert estimate(resolve_settings("fashion"), "full") == "~2000 steps, about 17 minutes"
-    assert estimate(resolve_settings("fashion", {"max_steps": "10"}), "tiny") == "~10 steps, about 1 minute"
-    with pytest.raises(LaunchError, match="Unknown profile"):
-        estimate(resolve_settings("fashion"), "auto")
 
 
 def zip_with(path: Path, name: str, data: bytes = b"x", mode: int | None = None) -> Path:

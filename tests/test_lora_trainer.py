@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 
 import numpy as np
 import pytest
@@ -131,6 +132,20 @@ def test_killed_then_resumed_run_equals_an_uninterrupted_one(toy_dataset, tmp_pa
     b = load_file(tmp_path / "killed" / "final" / "pytorch_lora_weights.safetensors")
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+def test_seed_intervals_scale_to_a_short_run_and_the_last_step_checkpoints_and_samples(toy_dataset, tmp_path):
+    out = train(toy_dataset, tmp_path / "short", "--set", "sample_steps=500", "--set", "sample_inference_steps=2",
+                "--set", "validation_prompts=a red circle on a white background", "--set", "log_every=10")
+    config = tomllib.loads((out / "config.toml").read_text())  # 500 each: the seed's, longer than 8 steps
+    assert [config[k] for k in ("validation_steps", "checkpointing_steps", "sample_steps")] == [2, 2, 2]
+    assert config["requested_intervals"] == {"validation_steps": 500, "checkpointing_steps": 500, "sample_steps": 500}
+    assert json.loads((out / "report.json").read_text())["settings"]["checkpointing_steps"] == 2
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    steps = {kind: [e["step"] for e in events if e["kind"] == kind] for kind in ("train", "val", "sample")}
+    assert steps == {"train": [1, 8], "val": [2, 4, 6, 8], "sample": [2, 4, 6, 8]}  # step 1: a speed at once
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-4", "step-6", "step-8"]
+    assert [e["stage"] for e in events if e["kind"] == "stage"] == ["loading", "caching", "training", "saving"]
 
 
 def test_resume_with_nothing_to_resume_is_an_error(toy_dataset, tmp_path):

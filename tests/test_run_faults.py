@@ -104,22 +104,22 @@ def damage_header(path):
 def test_resume_latest_skips_damaged_checkpoints(toy_dataset, tmp_path, caplog):
     run_dir = tmp_path / "run"
     assert train(toy_dataset, run_dir) == 0
-    assert [p.name for p in RunFolder(run_dir).checkpoint_dirs()] == ["step-1", "step-2"]
-    damage_header(run_dir / "checkpoints" / "step-2" / checkpoint.LORA_FILE)
+    assert [p.name for p in RunFolder(run_dir).checkpoint_dirs()] == ["step-1", "step-2", "step-3"]  # 3: the last
+    damage_header(run_dir / "checkpoints" / "step-3" / checkpoint.LORA_FILE)
 
     with caplog.at_level(logging.WARNING, logger="training.runs.checkpoint"):
         assert train(toy_dataset, run_dir, "--resume", "latest") == 0
-    assert any("step-2 is damaged" in r.getMessage() and "header too large" in r.getMessage()
+    assert any("step-3 is damaged" in r.getMessage() and "header too large" in r.getMessage()
                for r in caplog.records)
-    assert [e for e in events(run_dir) if "resumed_from" in e][-1]["step"] == 1
+    assert [e for e in events(run_dir) if "resumed_from" in e][-1]["step"] == 2
     assert (run_dir / "final" / "pytorch_lora_weights.safetensors").exists()
 
-    for step in ("step-1", "step-2"):  # a crash while writing JSON leaves it cut short
+    for step in ("step-1", "step-2", "step-3"):  # a crash while writing JSON leaves it cut short
         state = run_dir / "checkpoints" / step / checkpoint.STATE_FILE
         state.write_text(state.read_text()[:40])
     assert train(toy_dataset, run_dir, "--resume", "latest") == 2
     message = events(run_dir)[-1]["message"]
-    assert "every checkpoint in" in message and "step-1, step-2" in message and "\n" not in message
+    assert "every checkpoint in" in message and "step-1, step-2, step-3" in message and "\n" not in message
 
 
 def test_anime_resume_latest_skips_a_truncated_state_file(tmp_path, caplog):

@@ -81,6 +81,7 @@ class AnimeRun:
         from pipelines.models.profile import choose_profile
 
         self.s, self.folder, self.acc = s, folder, accelerator
+        folder.stage("loading")
         set_seed(s.seed)
         profile_name = choose_profile(profile).name
         loaders = self._data(content, style)
@@ -142,6 +143,7 @@ class AnimeRun:
     def train(self, resume: str | None = None) -> None:
         s, start = self.s, time.time()
         first_epoch, step = self.restore(resume) if resume else (1, 0)
+        self.folder.stage("training", step)
         log.info("training %d epochs x %d steps (batch %d) on %s", s.epochs, self.steps_per_epoch,
                  self.content_loader.total_batch_size, self.acc.device)
         styles = forever(self.style_loader)  # style and content folders may differ in size
@@ -244,6 +246,7 @@ class AnimeRun:
         self.check_weights(f"step {step}")
         if not self.acc.is_main_process:
             return
+        self.folder.stage("saving", step)
         self.folder.final.mkdir(exist_ok=True)
         save_checkpoint(self.acc.unwrap_model(self.model), self.folder.final / MODEL_FILE,
                         include_encoder=self.s.train_encoder)

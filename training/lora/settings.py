@@ -165,6 +165,18 @@ def check(s: LoraSettings) -> LoraSettings:
     return s
 
 
+INTERVALS = ("validation_steps", "checkpointing_steps", "sample_steps")
+
+
+def scale_intervals(s: LoraSettings) -> LoraSettings:
+    """``s`` with every interval that would not fire before the end cut to a quarter of the run (0 stays never).
+
+    The seed's 500-step intervals would leave a 60-step run without a checkpoint, a sample or a validation.
+    """
+    quarter = max(1, s.max_steps // 4)
+    return dataclasses.replace(s, **{key: quarter for key in INTERVALS if getattr(s, key) >= s.max_steps > quarter})
+
+
 def to_dict(s: LoraSettings) -> dict[str, Any]:
     return dataclasses.asdict(s)
 

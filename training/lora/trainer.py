@@ -20,7 +20,7 @@ from training.lora.batches import Batches, augment_caption, augment_latents, gen
 from training.lora.data import DatasetError, Example, read_captioned, read_instance_images
 from pipelines.generate.lora_files import flat, unflat
 from training.lora.model import add_adapters, export, load_lora_state, lora_state
-from training.lora.settings import LoraSettings, SettingsError, to_dict
+from training.lora.settings import INTERVALS, LoraSettings, SettingsError, scale_intervals, to_dict
 from training.runs.folder import RunFolder, check_finite, check_finite_weights, run_guarded
 
 log = logging.getLogger("training.lora")
@@ -59,6 +59,7 @@ class LoraRun:
     """One training run: set up in __init__, then ``train``."""
 
     def __init__(self, s: LoraSettings, data: Path, folder: RunFolder, profile: str, accelerator):
+        folder.stage("loading")  # the imports below take seconds already
         from pipelines.models.profile import choose_profile
         from pipelines.models.registry import env_overrides, resolve
         from pipelines.models.runtime import default_cache_dir, load_model
@@ -69,6 +70,11 @@ class LoraRun:
         profile_name = choose_profile(profile).name
         if not s.sample_guidance_scale:
             s = replace(s, sample_guidance_scale=defaults_for(profile_name).cfg)
+        requested, s = s, scale_intervals(s)
+        scaled = {key: getattr(requested, key) for key in INTERVALS if getattr(s, key) != getattr(requested, key)}
+        if scaled:
+            log.info("intervals longer than the %d-step run cut to %d steps: %s", s.max_steps,
+                     max(1, s.max_steps // 4), ", ".join(scaled))
         self.s, self.folder, self.acc = s, folder, accelerator
         set_seed(s.seed)  # LoRA init and dropout draw from the global RNG
         self.cache_dir = default_cache_dir()
@@ -82,6 +88,8 @@ class LoraRun:
         self.resolution = s.resolution or self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
         self.train_set, self.val_set = self._examples(data)
         self.class_set = self._class_examples() if s.with_prior_preservation else []
+        if s.cache_latents:
+            folder.stage("caching")
         self.latents = self._latents(self.train_set)
         self.class_latents = self._latents(self.class_set) if self.class_set else None
         self.val_latents = self._latents(self.val_set) if self.val_set else None
@@ -89,7 +97,8 @@ class LoraRun:
         self.params = add_adapters(self.pipe, s)
         self._setup_optimisation()
         folder.write_config({**to_dict(s), "base_model_ref": self.ref.ref, "resolution": self.resolution,
-                             "data": str(data), "world_size": accelerator.num_processes})
+                             "data": str(data), "world_size": accelerator.num_processes,
+                             "requested_intervals": scaled or None})
         accelerator.init_trackers("lora", config={k: v for k, v in to_dict(s).items()
                                                   if isinstance(v, (int, float, str, bool))})
 
@@ -111,6 +120,7 @@ class LoraRun:
 
         folder = class_folder(self.s, self.ref.ref, self.resolution, self.cache_dir)
         if self.acc.is_main_process:
+            self.folder.stage("class images")
             generate_missing(self.pipe, self.s, folder, self.resolution)
         self.acc.wait_for_everyone()
         return [Example(p, self.s.class_prompt) for p in class_image_paths(folder, self.s.num_class_images)]
@@ -254,6 +264,7 @@ class LoraRun:
     def train(self, resume: str | None) -> None:
         s, acc, folder = self.s, self.acc, self.folder
         progress = self._resume(resume) if resume else Progress()
+        folder.stage("training", progress.step)
         start_step, started = progress.step, time.monotonic()
         log.info("training %s: %d images (%d val, %d class), %d steps from step %d, %d process(es) on %s",
                  s.preset, len(self.train_set), len(self.val_set), len(self.class_set), s.max_steps,
@@ -297,16 +308,17 @@ class LoraRun:
     def _after_update(self, p: Progress) -> bool:
         """Log, validate, sample and checkpoint on their schedules; True when early stopping says stop."""
         s, step, stop = self.s, p.step, False
-        if step % s.log_every == 0 or step == s.max_steps:
+        last = step == s.max_steps
+        if step % s.log_every == 0 or last or len(p.losses) == 1:  # the first update gives the Runs tab a speed
             window = p.losses[-s.log_every:]
             loss, lr = sum(window) / len(window), self.lr_scheduler.get_last_lr()[0]
             self.folder.event("train", step, loss=loss, max_steps=s.max_steps, lr=lr)
             self.acc.log({"train/loss": loss, "train/lr": lr}, step=step)
-        if self.val_set and s.validation_steps and step % s.validation_steps == 0:  # 0: never
+        if self.val_set and s.validation_steps and (step % s.validation_steps == 0 or last):  # 0: never
             stop = self._validate(p)
-        if s.sample_steps and step % s.sample_steps == 0 and step < s.max_steps:
+        if s.sample_steps and step % s.sample_steps == 0 and not (last or stop):  # _write_outputs samples the end
             self._sample(step)
-        if s.checkpointing_steps and step % s.checkpointing_steps == 0 and step < s.max_steps:
+        if s.checkpointing_steps and (step % s.checkpointing_steps == 0 or last or stop):  # resumable at the end
             self._checkpoint(p)
         return stop
 
@@ -411,6 +423,7 @@ class LoraRun:
                        rank_difference: float) -> None:
         """Final samples, the exported LoRA, loss.png, report.json and the "done" event (rank 0)."""
         acc, folder = self.acc, self.folder
+        folder.stage("saving", p.step)
         log.info("LoRA weights across %d rank(s): largest difference %.3g", acc.num_processes, rank_difference)
         self._sample(p.step)
         diffusers_file, kohya_file = export(self.pipe, self.s, folder.final, folder.root.name, self._header(p.step))

@@ -16,7 +16,9 @@ from typing import Any
 import tomli_w
 
 log = logging.getLogger(__name__)
-EVENT_KINDS = ("train", "val", "sample", "checkpoint", "error", "done")
+EVENT_KINDS = ("train", "val", "sample", "checkpoint", "error", "done", "stage")
+# What a trainer is busy with, in the order a run goes through them ("stage" events; the Runs tab shows the last).
+STAGES = ("loading", "caching", "class images", "training", "saving")
 SECRET_WORDS = ("token", "password", "secret")
 # Why a disk refuses a write: read-only, no permission, full. Other OSErrors in the run folder are bugs.
 REFUSED_WRITES = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
@@ -63,6 +65,12 @@ class RunFolder:
         with (self.root / "events.jsonl").open("a", encoding="utf-8") as f:
             f.write(line + "\n")
 
+    def stage(self, name: str, step: int = 0) -> None:
+        """Record that the run entered stage ``name`` (one of STAGES), so a reader knows what it waits for."""
+        assert name in STAGES, name
+        log.info("stage: %s", name)
+        self.event("stage", step, stage=name)
+
     def events(self) -> list[dict[str, Any]]:
         path = self.root / "events.jsonl"
         if not path.exists():
@@ -85,27 +93,39 @@ class RunFolder:
 
     def plot_loss(self) -> None:
         """``loss.png``: training loss per step and validation loss when there is one."""
-        if not self.is_main:
-            return
-        import matplotlib
+        if self.is_main:
+            loss_figure(loss_points(self.events())).savefig(self.root / "loss.png")
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        events = self.events()
-        train = [(e["step"], e["loss"]) for e in events if e["kind"] == "train"]
-        val = [(e["step"], e["val_mse"]) for e in events if e["kind"] == "val"]
-        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-        if train:
-            ax.plot(*zip(*train), label="train loss", linewidth=1)
-        if val:
-            ax.plot(*zip(*val), "o-", label="val MSE")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
+# The events a loss curve is drawn from: kind -> (the loss field, the legend's name).
+LOSS_SERIES = {"train": ("loss", "train"), "val": ("val_mse", "validation")}
+
+
+def loss_points(events: Iterable[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """(step, loss) per legend name, from "train" and "val" events; a partly written event is skipped."""
+    points: dict[str, list[tuple[int, float]]] = {name: [] for _, name in LOSS_SERIES.values()}
+    for e in events:
+        field, name = LOSS_SERIES.get(e.get("kind"), (None, None))
+        if field and isinstance(e.get(field), (int, float)) and isinstance(e.get("step"), int):
+            points[name].append((e["step"], float(e[field])))
+    return points
+
+
+def loss_figure(points: dict[str, list[tuple[int, float]]]):
+    """The loss curves with a legend (a matplotlib Figure, outside pyplot so nothing global keeps it)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5), dpi=100)
+    ax = fig.subplots()
+    for name, style in (("train", "-"), ("validation", "o-")):  # markers: a first validation is a single point
+        if points.get(name):
+            ax.plot(*zip(*points[name]), style, label=name, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if any(points.values()):
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(self.root / "loss.png")
-        plt.close(fig)
+    fig.tight_layout()
+    return fig
 
 
 class NonFiniteLoss(ValueError):

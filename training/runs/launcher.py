@@ -18,13 +18,15 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from training.lora.settings import LoraSettings, resolve_settings
+from training.lora.settings import from_dict, resolve_settings
+from training.runs.pace import Pace, images_per_step, measured_pace, remaining, seconds_per_step
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,12 @@ TAIL_BYTES = 64 * 1024  # the end of events.jsonl holds everything a status need
 # point, so only the command line (the server's operator) may set them.
 SERVER_PATH_SETTINGS = ("class_data_dir",)
 
-# Rough figures for the estimate only: seconds per optimizer step of REFERENCE_IMAGES_PER_STEP images
-# (batch 1 x 4 accumulation, as in every preset). Validation, sampling and model loading are not counted.
-TINY_SECONDS_PER_STEP = 0.19  # bench/train_speed.py: 5.4 steps/s at batch 4 on the toy model, 2 CPU cores
-FULL_SECONDS_PER_STEP = 0.5  # SD 1.5 at 512 px, fp16, on an RTX 4090
-REFERENCE_IMAGES_PER_STEP = 4
+HISTORY_RUNS = 5  # finished runs an estimate is measured from, newest first
+SPEED_WINDOW = 10  # timed steps the Runs tab's speed is averaged over: recent, yet not jumpy
+# What a running trainer is busy with, as the Runs tab says it (the "stage" events of training/runs/folder.py).
+STAGE_TEXT = {"loading": "Loading models and data", "caching": "Encoding the images (cached for later runs)",
+              "class images": "Making class images for prior preservation", "training": "Training",
+              "saving": "Saving the weights and the final samples"}
 
 
 class LaunchError(ValueError):
@@ -66,6 +69,10 @@ class RunStatus:
     last_loss: float | None
     message: str
     created: str  # ISO 8601, UTC
+    stage: str = ""  # the trainer's last "stage" event: loading | caching | class images | training | saving
+    elapsed: float | None = None  # seconds since the trainer started (to its last event once it ended)
+    seconds_per_step: float | None = None  # over the last SPEED_WINDOW timed steps
+    eta: float | None = None  # seconds of training left while it trains
 
     @property
     def id(self) -> str:
@@ -109,17 +116,6 @@ def build_command(python: str, request: dict[str, Any], module: str = TRAINER_MO
     if request.get("resume"):
         command += ["--resume", "latest"]
     return command
-
-
-def estimate(settings: LoraSettings, profile: str) -> str:
-    """A rough duration, e.g. "~2000 steps, about 17 minutes"."""
-    per_step = {"tiny": TINY_SECONDS_PER_STEP, "full": FULL_SECONDS_PER_STEP}.get(profile)
-    if per_step is None:
-        raise LaunchError(f"Unknown profile {profile!r}; use one of: {', '.join(PROFILES)}.")
-    images = settings.batch_size * settings.gradient_accumulation_steps
-    images *= 2 if settings.with_prior_preservation else 1  # class images double every batch
-    minutes = max(1, round(settings.max_steps * per_step * images / REFERENCE_IMAGES_PER_STEP / 60))
-    return f"~{settings.max_steps} steps, about {minutes} minute{'' if minutes == 1 else 's'}"
 
 
 def _anime_steps(data: Path, overrides: dict[str, str]) -> int:
@@ -171,6 +167,26 @@ def checkpoints(run_dir: Path) -> list[Path]:
     """The run's finished checkpoints (``checkpoints/step-N``; temporary names are ignored), oldest first."""
     found = [p for p in (run_dir / "checkpoints").glob("step-*") if p.is_dir() and CHECKPOINT.fullmatch(p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _timing(events: list[dict[str, Any]], process: dict[str, Any] | None, running: bool,
+            max_steps: int) -> dict[str, float | None]:
+    """RunStatus's elapsed, seconds_per_step and eta, from the trainer's start time and its events' times."""
+    started = _timestamp((process or {}).get("started"))
+    times = [e["t"] for e in events if isinstance(e.get("t"), (int, float))]
+    end = time.time() if running else max(times, default=None)
+    per_step = seconds_per_step(events, SPEED_WINDOW)
+    return {"elapsed": round(end - started, 1) if started and end else None,
+            "seconds_per_step": per_step,
+            "eta": remaining(events, max_steps, time.time(), SPEED_WINDOW) if running else None}
+
+
+def _timestamp(iso: Any) -> float | None:
+    """Epoch seconds of an ISO 8601 time written by ``_now``; None when missing or unreadable."""
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def _now() -> str:
@@ -316,7 +332,8 @@ class RunManager:
             if pid and self._pid_alive(pid, run_dir.resolve()):
                 raise LaunchError(f"{st.id} is still stopping; try again in a few seconds.")
             if not checkpoints(run_dir):
-                raise LaunchError(f"{st.id} has no checkpoint to resume from; start a new run instead.")
+                raise LaunchError(f"{st.id} has no checkpoint to resume from; start it again with the same "
+                                  "settings instead.")
             request = _read_json(run_dir / "request.json")
             _write_json(run_dir / "request.json", {**request, "resume": True, "queued_at": _now()})
             (run_dir / "process.json").unlink(missing_ok=True)
@@ -325,7 +342,41 @@ class RunManager:
         self.pump()
         return run_dir
 
+    def restart(self, run_dir: str | Path, owner: str) -> Path:
+        """Submit a new run for ``owner`` with a run's request: same use case, data, profile, steps and settings."""
+        request = _read_json(Path(run_dir) / "request.json")
+        if request is None:
+            raise LaunchError(f"{Path(run_dir).name} is not a run folder (no request.json).")
+        use_case = request.get("use_case", "")
+        max_steps = request.get("max_steps") if use_case in USE_CASES else None  # anime counts epochs
+        return self.submit(use_case, request.get("name", ""), request.get("data", ""),
+                           request.get("overrides") or {}, owner, request.get("profile", ""), max_steps)
+
     # ----- reading
+
+    def paces(self, use_case: str, profile: str) -> list[Pace]:
+        """The measured pace of the newest HISTORY_RUNS finished runs of a LoRA use case in ``profile``.
+
+        Resumed runs are left out: their process started at the resume, so their overhead cannot be told.
+        """
+        if use_case not in USE_CASES:
+            return []
+        requests = [(d, r) for d in self.runs_root.glob(f"{use_case}/*") if (r := _read_json(d / "request.json"))
+                    and r.get("profile") == profile and not r.get("resume")]
+        found: list[Pace] = []
+        for run_dir, _ in sorted(requests, key=lambda item: str(item[1].get("created", "")), reverse=True):
+            started = _timestamp((_read_json(run_dir / "process.json") or {}).get("started"))
+            try:
+                with (run_dir / "config.toml").open("rb") as f:
+                    images = images_per_step(from_dict(tomllib.load(f)))
+            except (OSError, ValueError):  # not started, or written by another version: nothing to learn
+                continue
+            pace = measured_pace(read_events(run_dir / "events.jsonl"), started, images) if started else None
+            if pace:
+                found.append(pace)
+            if len(found) == HISTORY_RUNS:
+                break
+        return found
 
     def status(self, run_dir: str | Path) -> RunStatus:
         """The run's state, progress and last message, from the files in its folder only."""
@@ -334,15 +385,19 @@ class RunManager:
         if request is None:
             raise LaunchError(f"{run_dir} is not a run folder (no request.json).")
         events = read_events(run_dir / "events.jsonl", tail_bytes=TAIL_BYTES)
+        process = _read_json(run_dir / "process.json")
         train = [e for e in events if e.get("kind") == "train"]
         steps = [e["step"] for e in events if isinstance(e.get("step"), int)]  # an error event's step is -1
         step = max([0, *steps])
         max_steps = (train[-1].get("max_steps") if train else None) or request.get("max_steps") or 0
         last_loss = train[-1].get("loss") if train and "loss" in train[-1] else None
-        state, message = self._state(run_dir, events, step, max_steps, last_loss)
+        stages = [e.get("stage") for e in events if e.get("kind") == "stage"]
+        stage = stages[-1] if stages else "training" if train else ""  # an old stage may be cut off by the tail
+        state, message = self._state(run_dir, process, events, stage, step, max_steps, last_loss)
         return RunStatus(name=run_dir.name, use_case=request.get("use_case", run_dir.parent.name),
                          owner=request.get("owner", ""), state=state, step=step, max_steps=max_steps,
-                         last_loss=last_loss, message=message, created=request.get("created", ""))
+                         last_loss=last_loss, message=message, created=request.get("created", ""),
+                         stage=stage, **_timing(events, process, state == "running", max_steps))
 
     def list_runs(self, owner: str | None) -> list[RunStatus]:
         """The owner's runs (every run for None), newest first; also moves the queue along."""
@@ -463,21 +518,22 @@ class RunManager:
     def _is_queued(run_dir: Path) -> bool:
         return not (run_dir / "process.json").exists() and not (run_dir / "cancelled").exists()
 
-    def _state(self, run_dir: Path, events: list[dict[str, Any]], step: int, max_steps: int,
-               last_loss: float | None) -> tuple[str, str]:
+    def _state(self, run_dir: Path, process: dict[str, Any] | None, events: list[dict[str, Any]], stage: str,
+               step: int, max_steps: int, last_loss: float | None) -> tuple[str, str]:
         """(state, one-sentence message) from the marker, the process record and the last events."""
         if (run_dir / "cancelled").exists():
             return "cancelled", "Cancelled."
-        process = _read_json(run_dir / "process.json")
         if process is None:
             return "queued", "Waiting for a free training slot."
         if process.get("error"):
             return "failed", f"The trainer could not start: {process['error']}."
         if self._pid_alive(process["pid"], run_dir):
-            if not events:
+            if not stage:
                 return "running", "Starting: loading models and data."
+            if stage != "training":
+                return "running", f"{STAGE_TEXT.get(stage, stage.capitalize())}."
             loss = f", loss {last_loss:.4g}" if isinstance(last_loss, (int, float)) else ""
-            return "running", f"Step {step} of {max_steps}{loss}."
+            return "running", f"Training: step {step} of {max_steps}{loss}."
         ends = [e for e in events if e.get("kind") in ("done", "error")]
         returncode = process.get("returncode")
         if ends and ends[-1]["kind"] == "done" and returncode in (None, 0):
