@@ -41,6 +41,33 @@ class Batches:
         return [self._epoch_order(i // self.n)[i % self.n] for i in range(start, start + self.batch_size)]
 
 
+@dataclass
+class Noised:
+    """Noised latents ready for the UNet, one row per image, with each image's share of the update's loss."""
+    noisy: torch.Tensor
+    timesteps: torch.Tensor
+    target: torch.Tensor
+    captions: list[str]
+    weights: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def rows(self, part: slice) -> Noised:
+        return Noised(self.noisy[part], self.timesteps[part], self.target[part], self.captions[part],
+                      self.weights[part])
+
+    @staticmethod
+    def cat(parts: list[Noised]) -> Noised:
+        return Noised(*(torch.cat([getattr(p, name) for p in parts]) for name in ("noisy", "timesteps", "target")),
+                      [c for p in parts for c in p.captions], torch.cat([p.weights for p in parts]))
+
+
+def micro_batches(n: int, size: int) -> list[slice]:
+    """Rows 0..n in consecutive slices of at most ``size``."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
 def augment_latents(latents: torch.Tensor, s: LoraSettings, gen: torch.Generator) -> torch.Tensor:
     """Seed 001's latent augmentation: a random crop-and-resize, a horizontal flip, a little noise."""
     out = []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from training.runs.cli import OneLineParser, UsageError, add_run_arguments, check_output, refuse
 from training.lora.settings import SettingsError, parse_sets, resolve_settings
+from training.runs.threads import use_thread_policy
 
 log = logging.getLogger("training.lora")
 
@@ -32,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    use_thread_policy()  # first: nothing above imports torch, and the OpenMP wait policy must precede it
     try:
         args = parse_args(argv)
         overrides = parse_sets(args.set)

@@ -45,6 +45,10 @@ class LoraSettings:
     max_steps: int = 2000
     batch_size: int = 1
     gradient_accumulation_steps: int = 4
+    # Images per UNet forward. Accumulation saves memory, not results: one forward of 4 images costs far less than
+    # four of 1 for the same update. 0 = auto: the whole update (batch_size x accumulation, class images included)
+    # in one forward, halved on a CUDA out-of-memory error and the step retried.
+    micro_batch_size: int = 0
     learning_rate: float = 1e-4
     lr_scheduler: str = "cosine_with_restarts"  # constant | cosine | cosine_with_restarts
     lr_restart_period: int = 500  # steps per cosine cycle (CosineAnnealingWarmRestarts' T_0)
@@ -57,6 +61,9 @@ class LoraSettings:
     max_grad_norm: float = 1.0
     mixed_precision: str = "auto"  # auto (fp16 on CUDA) | no | fp16 | bf16
     gradient_checkpointing: bool = False
+    # torch.compile the UNet. Off: on the toy CPU a step got ~1.3x faster, but the first compile took minutes and
+    # validation, sampling or a smaller micro-batch each compile again (bench/RESULTS.md, 2026-11-29).
+    compile_unet: bool = False
     snr_gamma: float = 0.0  # 0 = plain MSE; 5.0 is the min-SNR paper's value
     noise_offset: float = 0.0
     seed: int = 42
@@ -149,7 +156,7 @@ def resolve_settings(preset: str, overrides: dict[str, Any] | None = None) -> Lo
 _AT_LEAST_ONE = ("max_steps", "batch_size", "gradient_accumulation_steps", "rank", "log_every",
                  "sample_inference_steps")
 _NOT_NEGATIVE = ("validation_steps", "checkpointing_steps", "sample_steps", "lr_warmup_steps",
-                 "checkpoints_total_limit", "resolution")
+                 "checkpoints_total_limit", "resolution", "micro_batch_size")
 
 
 def check(s: LoraSettings) -> LoraSettings:

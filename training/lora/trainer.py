@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
+import os
 import resource
 import time
 from dataclasses import dataclass, field, replace
@@ -16,7 +18,8 @@ import torch.nn.functional as F
 from pipelines.models.loaders import ModelLoadError
 from training.runs import checkpoint
 from training.runs.checkpoint import ResumeError
-from training.lora.batches import Batches, augment_caption, augment_latents, generator, with_trigger
+from training.lora.batches import (Batches, Noised, augment_caption, augment_latents, generator,
+                                   micro_batches, with_trigger)
 from training.lora.data import DatasetError, Example, read_captioned, read_instance_images
 from pipelines.generate.lora_files import flat, unflat
 from training.lora.model import add_adapters, export, load_lora_state, lora_state
@@ -47,6 +50,20 @@ def run(s: LoraSettings, data: Path, output: Path, profile: str, resume: str | N
                               log_with="tensorboard", project_config=project)
     folder = RunFolder(output, accelerator.is_main_process)
     return run_guarded(folder, lambda: LoraRun(s, data, folder, profile, accelerator).train(resume), USER_ERRORS)
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    """The global RNG states that dropout draws from."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():  # a CUDA run's checkpoint may resume on a CPU
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def _mixed_precision(s: LoraSettings) -> str:
@@ -208,6 +225,17 @@ class LoraRun:
                                acc.num_processes, s.seed)
         self.class_batches = Batches(len(self.class_set), s.batch_size, s.gradient_accumulation_steps,
                                      acc.num_processes, s.seed + 1) if self.class_set else None
+        # Auto takes the whole update in one forward: on CUDA an out-of-memory error halves it until it fits.
+        per_update = s.batch_size * s.gradient_accumulation_steps * (2 if self.class_batches else 1)
+        self.micro_batch = min(s.micro_batch_size, per_update) if s.micro_batch_size else per_update
+        self.micro_batch_start, self.out_of_memory_retries = self.micro_batch, 0
+        log.info("micro-batch: %d image(s) per forward, %d per update (batch %d x %d accumulation%s; %s)",
+                 self.micro_batch, per_update, s.batch_size, s.gradient_accumulation_steps,
+                 " x 2 with class images" if self.class_batches else "",
+                 f"micro_batch_size={s.micro_batch_size}" if s.micro_batch_size else "auto")
+        log.info("threads: %d, OpenMP waiting %s (training/runs/threads.py)", torch.get_num_threads(),
+                 os.environ.get("OMP_WAIT_POLICY", "by default, spinning"))
+        self.forward_unet = torch.compile(self.unet) if s.compile_unet else self.unet
 
     def _optimizer_class(self):
         if self.s.use_8bit_adam and torch.cuda.is_available():
@@ -219,29 +247,33 @@ class LoraRun:
                 log.warning("8-bit Adam needs bitsandbytes, which is not installed; using torch AdamW.")
         elif self.s.use_8bit_adam:
             log.info("8-bit Adam runs on CUDA only; using torch AdamW on %s.", self.acc.device)
-        return torch.optim.AdamW
+        # One fused kernel for all the LoRA tensors instead of a Python loop over them (bench/train_speed.py).
+        return functools.partial(torch.optim.AdamW, fused=self.acc.device.type in ("cpu", "cuda"))
 
     # ---- the loss ---------------------------------------------------------------------------------------
-    def _loss(self, step: int, micro: int) -> torch.Tensor:
+    def _update_samples(self, step: int) -> Noised:
+        """This rank's images of one update, micro-batch by micro-batch, drawn as when each ran on its own."""
+        return Noised.cat([self._micro_samples(step, micro) for micro in range(self.s.gradient_accumulation_steps)])
+
+    def _micro_samples(self, step: int, micro: int) -> Noised:
         s, rank = self.s, self.acc.process_index
         gen = generator(s.seed, 11, step, micro, rank)
         idx = self.batches.indices(step, micro, rank)
         latents = augment_latents(self._batch_latents(self.train_set, self.latents, idx), s, gen)
         captions = [augment_caption(self.train_set[i].caption, s, gen) for i in idx]
+        # The update's loss is the mean over micro-batches of (instance mean + weight x prior mean), as sums of
+        # per-image shares, so any split of the update into forwards gives the same loss.
+        weights = torch.full((len(idx),), 1 / (len(idx) * s.gradient_accumulation_steps))
         if self.class_batches:
             cidx = self.class_batches.indices(step, micro, rank)
             latents = torch.cat([latents, self._batch_latents(self.class_set, self.class_latents, cidx)])
             captions += [self.class_set[i].caption for i in cidx]
-        per_sample = self._denoising_loss(latents, captions, gen)
-        if not self.class_batches:
-            return per_sample.mean()
-        instance, prior = per_sample.chunk(2)
-        return instance.mean() + s.prior_loss_weight * prior.mean()
+            weights = torch.cat([weights, s.prior_loss_weight * weights])
+        return self._noised(latents, captions, gen, weights)
 
-    def _denoising_loss(self, latents: torch.Tensor, captions: list[str], gen: torch.Generator) -> torch.Tensor:
-        """Per-sample MSE between the UNet's prediction and the target, min-SNR weighted when asked."""
-        from diffusers.training_utils import compute_snr
-
+    def _noised(self, latents: torch.Tensor, captions: list[str], gen: torch.Generator,
+                weights: torch.Tensor | None = None) -> Noised:
+        """Noise, timesteps and the target for ``latents``, drawn from ``gen``; equal shares unless ``weights``."""
         s, sched = self.s, self.noise_scheduler
         noise = torch.randn(latents.shape, generator=gen)
         if s.noise_offset:
@@ -249,13 +281,25 @@ class LoraRun:
         t = torch.randint(sched.config.num_train_timesteps, (len(latents),), generator=gen)
         noisy = sched.add_noise(latents, noise, t)
         target = sched.get_velocity(latents, noise, t) if sched.config.prediction_type == "v_prediction" else noise
-        device = self.acc.device
+        if weights is None:
+            weights = torch.full((len(latents),), 1 / len(latents))
+        return Noised(noisy, t, target, captions, weights)
+
+    def _denoising_loss(self, latents: torch.Tensor, captions: list[str], gen: torch.Generator) -> torch.Tensor:
+        """Per-sample loss of ``latents`` noised with draws from ``gen``."""
+        return self._prediction_loss(self._noised(latents, captions, gen))
+
+    def _prediction_loss(self, b: Noised) -> torch.Tensor:
+        """Per-sample MSE between the UNet's prediction and the target, min-SNR weighted when asked."""
+        from diffusers.training_utils import compute_snr
+
+        s, sched, device = self.s, self.noise_scheduler, self.acc.device
         with self.acc.autocast():
-            pred = self.unet(noisy.to(device, self.weight_dtype), t.to(device),
-                             encoder_hidden_states=self._text(captions).to(self.weight_dtype)).sample
-        loss = F.mse_loss(pred.float(), target.to(device).float(), reduction="none").mean(dim=(1, 2, 3))
+            pred = self.forward_unet(b.noisy.to(device, self.weight_dtype), b.timesteps.to(device),
+                                     encoder_hidden_states=self._text(b.captions).to(self.weight_dtype)).sample
+        loss = F.mse_loss(pred.float(), b.target.to(device).float(), reduction="none").mean(dim=(1, 2, 3))
         if s.snr_gamma:
-            snr = compute_snr(sched, t).to(device)
+            snr = compute_snr(sched, b.timesteps).to(device)
             weight = torch.clamp(snr, max=s.snr_gamma) / snr
             loss = loss * (weight * snr / (snr + 1) if sched.config.prediction_type == "v_prediction" else weight)
         return loss
@@ -286,24 +330,51 @@ class LoraRun:
         self._finish(progress, start_step, time.monotonic() - started, stopped_early)
 
     def _update(self, step: int) -> float:
-        """One optimizer update over ``gradient_accumulation_steps`` micro-batches; the mean loss over ranks."""
-        acc, accumulation = self.acc, self.s.gradient_accumulation_steps
+        """One optimizer update over the effective batch, in micro-batches that fit; the mean loss over ranks."""
+        acc = self.acc
         for model in self.trained:
             model.train()
-        total = torch.zeros((), device=acc.device)
-        for micro in range(accumulation):
-            with contextlib.ExitStack() as stack:
-                if micro < accumulation - 1:  # all-reduce gradients once, on the last micro-batch
-                    for model in self.trained:
-                        stack.enter_context(acc.no_sync(model))
-                loss = self._loss(step, micro) / accumulation
-                acc.backward(loss)
-            total += loss.detach()
+        samples, rng = self._update_samples(step), _rng_state()
+        while True:
+            try:
+                total = self._accumulate(samples)
+                break
+            except torch.cuda.OutOfMemoryError as err:
+                if self.micro_batch == 1:
+                    fix = "lower resolution" if self.s.gradient_checkpointing else "turn gradient_checkpointing on"
+                    raise SettingsError(f"Out of GPU memory with one image per forward; {fix}.") from err
+            # outside the except block, so that the failed try's tensors are freed first
+            self._retry_smaller(step, rng)
         acc.clip_grad_norm_(self.params, self.s.max_grad_norm)
         self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return acc.reduce(total, reduction="mean").item()
+
+    def _accumulate(self, samples: Noised) -> torch.Tensor:
+        """Forward and backward ``samples`` in micro-batches of ``self.micro_batch`` images; their summed loss."""
+        acc, total = self.acc, torch.zeros((), device=self.acc.device)
+        for rows in micro_batches(len(samples), self.micro_batch):
+            part = samples.rows(rows)
+            with contextlib.ExitStack() as stack:
+                if rows.stop < len(samples):  # all-reduce gradients once, on the last micro-batch
+                    for model in self.trained:
+                        stack.enter_context(acc.no_sync(model))
+                loss = (self._prediction_loss(part) * part.weights.to(acc.device)).sum()
+                acc.backward(loss)
+            total += loss.detach()
+        return total
+
+    def _retry_smaller(self, step: int, rng: dict[str, torch.Tensor]) -> None:
+        """After an out-of-memory error: halve the micro-batch and rewind the step, so nothing is lost."""
+        self.optimizer.zero_grad(set_to_none=True)  # the failed try's partial gradients
+        _set_rng_state(rng)  # the retry draws the same dropout masks
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.out_of_memory_retries += 1
+        log.warning("step %d: out of memory at %d images per forward; retrying the step at %d", step + 1,
+                    self.micro_batch, self.micro_batch // 2)
+        self.micro_batch //= 2
 
     def _after_update(self, p: Progress) -> bool:
         """Log, validate, sample and checkpoint on their schedules; True when early stopping says stop."""
@@ -370,9 +441,7 @@ class LoraRun:
         check_finite_weights(self.params, f"step {p.step}", self._lower)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            rng = {"torch": torch.get_rng_state()}
-            if torch.cuda.is_available():
-                rng["cuda"] = torch.cuda.get_rng_state()
+            rng = _rng_state()
             state = {"step": p.step, "best_val": p.best_val if math.isfinite(p.best_val) else None,
                      "bad_validations": p.bad_validations, "lr_scheduler": self.lr_scheduler.state_dict()}
             target = self.folder.checkpoints / f"step-{p.step}"
@@ -387,9 +456,7 @@ class LoraRun:
         load_lora_state(self.pipe, unflat(lora))
         self.optimizer.load_state_dict(optimizer)
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng["cuda"])
+        _set_rng_state(rng)
         best = state.get("best_val")
         log.info("resuming from step %d (%s)", state["step"], path)
         self.folder.event("checkpoint", state["step"], resumed_from=str(path))
@@ -439,6 +506,9 @@ class LoraRun:
             "seconds": round(seconds, 2), "steps_per_second": round(steps_done / seconds, 4) if seconds else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "peak_cuda_mb": peak_cuda,
+            "micro_batch": {"images_per_forward": self.micro_batch, "at_start": self.micro_batch_start,
+                            "out_of_memory_retries": self.out_of_memory_retries},
+            "threads": {"torch": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
             "outputs": {"diffusers": str(diffusers_file.relative_to(folder.root)),
                         "kohya": str(kohya_file.relative_to(folder.root))}})
         folder.event("done", p.step, stopped_early=stopped_early)

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 
 from training.lora.settings import from_dict, resolve_settings
 from training.runs.pace import Pace, images_per_step, measured_pace, remaining, seconds_per_step
+from training.runs.threads import thread_env
 
 log = logging.getLogger(__name__)
 
@@ -451,7 +452,7 @@ class RunManager:
             with (run_dir / "process.log").open("ab") as out:
                 proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1", **thread_env()})
         except OSError as err:
             _write_json(run_dir / "process.json", {"pid": None, "started": _now(), "command": command,
                                                    "error": str(err)})
