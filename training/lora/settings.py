@@ -6,12 +6,12 @@ writes to its ``config.toml``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from training.runs import settings as settings_io
 from training.runs.cli import split_sets
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -97,37 +97,13 @@ class LoraSettings:
     log_every: int = 10
 
 
-_KIND_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false",
-               list[str]: "a comma-separated list or a JSON list of strings"}
-
-
 def field_types() -> dict[str, Any]:
     return get_type_hints(LoraSettings)
 
 
 def coerce(key: str, raw: Any) -> Any:
     """Convert a TOML value or a ``--set`` string to the field's type, or say what was expected."""
-    types = field_types()
-    if key not in types:
-        raise SettingsError(f"Unknown setting {key!r}; see training/lora/settings.py for the names.")
-    kind = types[key]
-    try:
-        if kind is bool:
-            if isinstance(raw, bool):
-                return raw
-            value = str(raw).strip().lower()
-            if value not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return value in ("true", "1", "yes")
-        if kind == list[str]:
-            if isinstance(raw, str) and raw.strip().startswith("["):  # a JSON list keeps commas in items
-                raw = json.loads(raw)
-            if isinstance(raw, list):
-                return [str(v) for v in raw]
-            return [part.strip() for part in str(raw).split(",") if part.strip()]
-        return kind(raw)
-    except (TypeError, ValueError):
-        raise SettingsError(f"Setting {key} must be {_KIND_NAMES.get(kind, str(kind))}, not {raw!r}.") from None
+    return settings_io.coerce(LoraSettings, key, raw, SettingsError)
 
 
 def load_preset(name: str) -> dict[str, Any]:

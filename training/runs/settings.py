@@ -1,6 +1,7 @@
 """Settings dataclasses read from TOML defaults and ``--set key=value``: one typed conversion for every trainer."""
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
 from dataclasses import fields
@@ -16,7 +17,9 @@ def coerce(cls: type, key: str, raw: Any, error: type[Exception]) -> Any:
     """A TOML value or a ``--set`` string as the type of ``cls``'s field ``key``; ``error`` names the key."""
     types = get_type_hints(cls)
     if key not in types:
-        raise error(f"Unknown setting {key!r}; known: {', '.join(types)}.")
+        close = difflib.get_close_matches(key, types, 3)
+        hint = f"did you mean {' or '.join(close)}?" if close else f"see {cls.__module__.replace('.', '/')}.py."
+        raise error(f"Unknown setting {key!r}; {hint}")
     kind = types[key]
     try:
         if kind is bool:
