@@ -28,6 +28,9 @@ from training.runs.folder import RunFolder, check_finite, check_finite_weights, 
 
 log = logging.getLogger("training.lora")
 USER_ERRORS = (DatasetError, SettingsError, ResumeError, ModelLoadError)
+# Speed levers that leave the results as they are, by device (bench/train_speed.py turns them off to measure them):
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # one fused kernel for all the LoRA tensors, not a Python loop over them
+CHANNELS_LAST_DEVICES = ("cpu",)  # mkldnn convolutions run faster on channels-last tensors; CUDA not measured yet
 
 
 @dataclass
@@ -196,6 +199,12 @@ class LoraRun:
         if self.weight_dtype != torch.float32:
             for p in self.params:  # LoRA weights train in fp32 on top of a half-precision base
                 p.data = p.data.float()
+        if acc.device.type in CHANNELS_LAST_DEVICES:
+            pipe.unet.to(memory_format=torch.channels_last)
+            # The trained tensors stay contiguous: fused AdamW pairs a tensor with its state by memory position,
+            # and state loaded on resume is contiguous (torch 2.14: a channels-last LoRA conv resumed wrongly).
+            for p in self.params:
+                p.data = p.data.contiguous()
         if s.gradient_checkpointing:
             pipe.unet.enable_gradient_checkpointing()
             if s.train_text_encoder:
@@ -247,8 +256,7 @@ class LoraRun:
                 log.warning("8-bit Adam needs bitsandbytes, which is not installed; using torch AdamW.")
         elif self.s.use_8bit_adam:
             log.info("8-bit Adam runs on CUDA only; using torch AdamW on %s.", self.acc.device)
-        # One fused kernel for all the LoRA tensors instead of a Python loop over them (bench/train_speed.py).
-        return functools.partial(torch.optim.AdamW, fused=self.acc.device.type in ("cpu", "cuda"))
+        return functools.partial(torch.optim.AdamW, fused=self.acc.device.type in FUSED_ADAMW_DEVICES)
 
     # ---- the loss ---------------------------------------------------------------------------------------
     def _update_samples(self, step: int) -> Noised:
