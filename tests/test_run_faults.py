@@ -198,3 +198,31 @@ def test_read_only_output_where_nothing_can_be_written_any_more(toy_dataset, tmp
                       "with --resume latest."]
     err = capsys.readouterr().err
     assert "Traceback" not in err and "Logging error" not in err, err
+
+
+def test_an_8bit_adamw_state_survives_a_checkpoint(tmp_path):
+    # bitsandbytes nests its 8-bit state in a dict per parameter; that once broke the checkpoint's JSON on a GPU.
+    import torch
+
+    bnb = pytest.importorskip("bitsandbytes", reason="bitsandbytes is installed on Linux only (requirements.txt)")
+
+    def optimizer(weights):
+        return bnb.optim.AdamW8bit([weights], lr=1e-2)
+
+    torch.manual_seed(0)
+    weights = torch.nn.Parameter(torch.randn(64, 64))
+    opt = optimizer(weights)
+    grads = [torch.randn(64, 64) for _ in range(3)]
+    weights.grad = grads[0]
+    opt.step()
+    folder = checkpoint.save(tmp_path / "step-1", {"w": weights.detach().clone()}, opt.state_dict(),
+                             {"torch": torch.get_rng_state()}, {"step": 1})
+    lora, saved, _, state = checkpoint.load(folder)
+    resumed_weights = torch.nn.Parameter(lora["w"].clone())
+    resumed = optimizer(resumed_weights)
+    resumed.load_state_dict(saved)
+    for grad in grads[1:]:
+        for w, o in ((weights, opt), (resumed_weights, resumed)):
+            w.grad = grad.clone()
+            o.step()
+    assert state["step"] == 1 and torch.equal(weights, resumed_weights)

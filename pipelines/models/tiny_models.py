@@ -157,8 +157,11 @@ def build_vit(out: Path) -> None:
     """ViT-B/16 geometry (224 pixels, 14x14 tokens) with 64 wide, 2 deep blocks, in timm's local-dir format."""
     import timm
     from timm.models import save_for_hf
-    model = timm.create_model("vit_base_patch16_224", pretrained=False, embed_dim=64, depth=2, num_heads=2)
-    save_for_hf(model, str(out), model_config={"pretrained_cfg": {"tag": "tiny_random"}}, safe_serialization=True)
+    size = dict(embed_dim=64, depth=2, num_heads=2)
+    model = timm.create_model("vit_base_patch16_224", pretrained=False, **size)
+    # model_args named: not every timm version records the creation arguments in config.json by itself
+    save_for_hf(model, str(out), model_config={"pretrained_cfg": {"tag": "tiny_random"}}, model_args=size,
+                safe_serialization=True)
 
 
 def vgg_cfg(arch: str, divisor: int = VGG_WIDTH_DIVISOR) -> list[int | str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from training.runs.cli import OneLineParser, UsageError, add_run_arguments, check_output, refuse
 from training.anime.settings import AnimeSettingsError, parse_sets, resolve
+from training.runs.threads import use_thread_policy
 
 log = logging.getLogger("training.anime")
 
@@ -31,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    use_thread_policy()  # before anything imports torch (training/runs/threads.py)
     try:
         args = parse_args(argv)
         overrides = parse_sets(args.set)

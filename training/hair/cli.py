@@ -14,6 +14,7 @@ from pathlib import Path
 
 from training.hair.settings import HairSettingsError, SegmenterSettings, parse_sets, texture_settings
 from training.runs.cli import OneLineParser, UsageError, add_run_arguments, check_output, refuse
+from training.runs.threads import use_thread_policy
 
 log = logging.getLogger("training.hair")
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    use_thread_policy()  # before anything imports torch (training/runs/threads.py)
     try:
         args = build_parser().parse_args(argv)
         if args.stage == "segmenter":

@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    use_thread_policy()  # first: nothing above imports torch, and the OpenMP wait policy must precede it
+    use_thread_policy()  # before anything imports torch (training/runs/threads.py)
     try:
         args = parse_args(argv)
         overrides = parse_sets(args.set)

@@ -33,14 +33,24 @@ class ResumeError(ValueError):
 
 
 def optimizer_to_files(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state_dict into tensors (safetensors) and everything else (JSON)."""
+    """Split an optimizer state_dict into tensors (safetensors) and everything else (JSON).
+
+    A parameter's state may nest dicts (bitsandbytes keeps its 8-bit state under ``__bnb_optimizer_quant_state__``);
+    their keys are joined with "/".
+    """
     tensors, scalars = {}, {}
-    for index, per_param in state["state"].items():
-        for key, value in per_param.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+
+    def split(prefix: str, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict):
+                split(f"{prefix}{key}/", value)
+            elif torch.is_tensor(value):
+                tensors[prefix + key] = value.detach().cpu().contiguous()
             else:
-                scalars[f"{index}.{key}"] = value
+                scalars[prefix + key] = value
+
+    for index, per_param in state["state"].items():
+        split(f"{index}.", per_param)
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
@@ -48,8 +58,12 @@ def optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     per_param: dict[int, dict[str, Any]] = {}
     for source in (tensors, meta["scalars"]):
         for key, value in source.items():
-            index, _, name = key.partition(".")
-            per_param.setdefault(int(index), {})[name] = value
+            index, _, path = key.partition(".")
+            *parents, name = path.split("/")
+            values = per_param.setdefault(int(index), {})
+            for parent in parents:
+                values = values.setdefault(parent, {})
+            values[name] = value
     return {"state": per_param, "param_groups": meta["param_groups"]}
 
 
