@@ -180,6 +180,9 @@ def preload(runtime: Runtime) -> None:
     """Load the base model in the background so the first Generate does not wait for it."""
     def work():
         try:
+            from pipelines.models.gpu import hide_bitsandbytes_without_cuda
+
+            hide_bitsandbytes_without_cuda()
             runtime.model("sd15")
         except Exception:  # the first request will show the error to the user
             log.warning("preloading sd15 failed", exc_info=True)
@@ -206,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"atelier: {err}", file=sys.stderr)
         return 2
     log.info("profile %s; %d login(s)", runtime.profile.banner, len(logins))
+    preload(runtime)  # the model loads while the page is built: the first image waits for both, not their sum
     demo = build_app(runtime, runs_root, shared_runs=args.shared_runs, data_roots=data_roots)
-    preload(runtime)
     demo.queue().launch(server_name=args.host, server_port=args.port, share=args.share,
                         **launch_options(runs_root, logins))
     return 0

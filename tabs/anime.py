@@ -27,7 +27,12 @@ FORM = ("epochs", "batch_size", "learning_rate", "style_loss", "lambda_content",
         "scheduler")
 NO_DEFAULT_NOTE = ("No default anime model is published for this profile: train one below (a real model needs "
                    "a GPU), or start Atelier with `--model anime=OWNER/REPO` to use a teammate's shared run.")
+TOY_DEFAULT_NOTE = ("Tiny profile: the default model is a toy, a small decoder trained in minutes on procedural "
+                    "images (gradients, noise, shapes, toy portraits) over a random tiny ViT. It keeps a photo's "
+                    "shapes and repaints them in the style image's colours and texture; it does not draw anime. "
+                    "The real model runs in the full profile on a GPU.")
 DEFAULT_LABEL = "Default model"
+TOY_DEFAULT_LABEL = "Default model (toy)"
 DEFAULT_CHECKPOINT = "default"  # the dropdown's value for the ``anime`` role's model
 
 
@@ -62,7 +67,9 @@ def pair_folder(manager: RunManager, owner: str, content: Path, style: Path, run
 
 def default_choice(runtime: Runtime) -> list[tuple[str, str]]:
     """The dropdown entry of the ``anime`` role's model, or none when the profile has no default."""
-    return [(DEFAULT_LABEL, DEFAULT_CHECKPOINT)] if runtime.ref("anime").ref else []
+    if not runtime.ref("anime").ref:
+        return []
+    return [(TOY_DEFAULT_LABEL if runtime.profile.name == "tiny" else DEFAULT_LABEL, DEFAULT_CHECKPOINT)]
 
 
 def make_handlers(manager: RunManager, runtime: Runtime, data_roots: tuple[Path, ...] = ()):
@@ -128,6 +135,8 @@ def settings_of(*values: Any) -> dict[str, Any]:
 def _stylize_section(choices, stylize, default: list[tuple[str, str]]) -> gr.Dropdown:
     if not default:
         gr.Markdown(NO_DEFAULT_NOTE)
+    elif default[0][0] == TOY_DEFAULT_LABEL:
+        gr.Markdown(TOY_DEFAULT_NOTE, elem_id="anime-toy-note")
     with gr.Row():
         with gr.Column():
             # custom values let API callers pass a path; stylize checks it is one of their runs' checkpoints

@@ -59,15 +59,15 @@ def from_widget(key: str, value: Any) -> Any:
     return coerce(key, value)
 
 
-def preset_form(use_case: str) -> list[Any]:
-    """The form's values for a use case's preset, in FORM_FIELDS order."""
-    settings = resolve_settings(use_case)
+def preset_form(use_case: str, profile: str = "full") -> list[Any]:
+    """The form's values for a use case's preset in ``profile``, in FORM_FIELDS order."""
+    settings = resolve_settings(use_case, profile=profile)
     return [to_widget(key, getattr(settings, key)) for key in FORM_FIELDS]
 
 
-def changed_settings(use_case: str, values: dict[str, Any]) -> dict[str, Any]:
-    """The settings whose form values differ from the preset, typed (lists stay lists, ready for JSON)."""
-    preset = resolve_settings(use_case)
+def changed_settings(use_case: str, values: dict[str, Any], profile: str = "full") -> dict[str, Any]:
+    """The settings whose form values differ from the preset in ``profile``, typed (lists stay lists, for JSON)."""
+    preset = resolve_settings(use_case, profile=profile)
     typed = {key: from_widget(key, value) for key, value in values.items()}
     return {key: value for key, value in typed.items() if value != getattr(preset, key)}
 
@@ -108,7 +108,7 @@ def make_handlers(manager: RunManager, profile: str, data_roots: tuple[Path, ...
     @user_errors
     def collect(use_case: str, *values: Any) -> dict[str, Any]:
         """The settings the user changed from the preset (the ``settings`` argument of ``train``)."""
-        return changed_settings(use_case, dict(zip(FORM_FIELDS, values)))
+        return changed_settings(use_case, dict(zip(FORM_FIELDS, values)), profile)
 
     @user_errors
     def train(use_case: str, data_dir: str = "", dataset_zip: str | None = None, run_name: str = "",
@@ -128,13 +128,13 @@ def make_handlers(manager: RunManager, profile: str, data_roots: tuple[Path, ...
 
     def run_estimate(use_case: str, overrides: dict[str, str]) -> str:
         """How long the run would take, measured from this server's finished runs of the use case when it can."""
-        settings = resolve_settings(use_case, overrides)
+        settings = resolve_settings(use_case, overrides, profile)
         return estimate(settings, profile, manager.paces(use_case, profile), use_case)
 
     def estimate_text(use_case: str, *values: Any) -> str:
         """The estimate line; a bad value shows its sentence here instead of a popup on every keystroke."""
         try:
-            overrides = set_values(changed_settings(use_case, dict(zip(FORM_FIELDS, values))))
+            overrides = set_values(changed_settings(use_case, dict(zip(FORM_FIELDS, values)), profile))
             return f"**Estimate** ({profile} profile): {run_estimate(use_case, overrides)}."
         except ValueError as err:
             return str(err)
@@ -166,7 +166,11 @@ def build(manager: RunManager, runtime: Runtime, data_roots: tuple[Path, ...] = 
     """Lay out the tab inside the current Blocks."""
     profile = runtime.profile.name
     collect, train, estimate_text = make_handlers(manager, profile, data_roots)
-    initial = resolve_settings(USE_CASES[0])
+    initial = resolve_settings(USE_CASES[0], profile=profile)
+
+    def form_for(use_case: str) -> list[Any]:
+        return preset_form(use_case, profile)
+
     with gr.Tab("Train") as tab:
         with gr.Row():
             with gr.Column():
@@ -179,7 +183,7 @@ def build(manager: RunManager, runtime: Runtime, data_roots: tuple[Path, ...] = 
                 run_name = gr.Textbox(label="Run name", elem_id="train-run-name",
                                       placeholder="letters, digits, - and _ (empty: use case + date)")
                 rights = gr.Checkbox(label=RIGHTS_LABEL, info="Required for DreamBooth (photos of people).")
-                eta = gr.Markdown(estimate_text(USE_CASES[0], *preset_form(USE_CASES[0])), elem_id="train-estimate")
+                eta = gr.Markdown(estimate_text(USE_CASES[0], *form_for(USE_CASES[0])), elem_id="train-estimate")
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
                 message = gr.Markdown(elem_id="train-message")
             with gr.Column():
@@ -188,7 +192,7 @@ def build(manager: RunManager, runtime: Runtime, data_roots: tuple[Path, ...] = 
                     form.update({key: widget(key, initial) for key in FORM_FIELDS[len(MAIN_FIELDS):]})
         changes = gr.JSON(value={}, visible=False)  # what `collect` hands to `train`; API callers fill it
         values = [form[key] for key in FORM_FIELDS]
-        use_case.change(preset_form, use_case, values, api_visibility="private", queue=False).then(
+        use_case.change(form_for, use_case, values, api_visibility="private", queue=False).then(
             estimate_text, [use_case, *values], eta, api_visibility="private", queue=False)
         # on select too: runs that finished since the server started or the page loaded make it a measured one
         gr.on([tab.select, *(form[key].input for key in ESTIMATE_FIELDS)], estimate_text, [use_case, *values], eta,

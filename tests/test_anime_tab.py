@@ -42,7 +42,7 @@ def test_train_then_stylize_with_the_runs_checkpoint(tab):
     status = wait_done(manager, "anime/tiny-run")
     assert status.state == "done", status.message
     found = choices()["choices"]
-    assert [label for label, _ in found] == ["tiny-run · final", "tiny-run · step-1", "Default model"]
+    assert [label for label, _ in found] == ["tiny-run · final", "tiny-run · step-1", "Default model (toy)"]
     result, (before, after) = stylize(found[0][1], str(photos / "0.png"), str(photos / "1.png"), 0.7)
     assert result.size == (48, 40) and before.size == after.size == (48, 40)
 

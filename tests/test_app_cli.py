@@ -49,3 +49,25 @@ def test_unwritable_cache_dir(tmp_path):
     blocker.write_text("not a folder")
     result = run_app("--profile", "tiny", "--port", str(free_port()), env={"ATELIER_CACHE": str(blocker / "cache")})
     assert_one_line_error(result, "cache folder", "not writable", "ATELIER_CACHE")
+
+
+def test_the_first_image_on_a_cpu_skips_bitsandbytes(tmp_path):
+    # diffusers and peft import bitsandbytes (and torch's compiler) whenever it is installed: ~1.2 s of the first
+    # image's wait on a CPU, where nothing uses it. The app's preload hides it; the image is still made.
+    code = """
+import sys, tempfile
+from pathlib import Path
+import app
+from pipelines.models.profile import choose_profile
+from pipelines.models.runtime import Runtime
+from pipelines.generate.text_to_image import defaults_for, generate
+from dataclasses import replace
+runtime = Runtime(profile=choose_profile("tiny"), cache_dir=Path(sys.argv[1]))
+app.preload(runtime)
+[t for t in __import__("threading").enumerate() if t.name == "preload"][0].join()
+images, _ = generate(runtime, replace(defaults_for("tiny"), prompt="a red square on a white background", steps=2))
+print(len(images), sys.modules.get("bitsandbytes"))
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert result.stdout.split()[-2:] == ["1", "None"], result.stderr[-2000:]

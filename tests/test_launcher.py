@@ -231,11 +231,11 @@ def test_train_tab_sends_only_changed_settings_and_requires_rights_for_dreamboot
 
     manager = make_manager(max_active=0)
     collect, train, estimate_text = make_handlers(manager, "tiny", data_roots=(data,))
-    values = dict(zip(FORM_FIELDS, preset_form("ghibli")))
+    values = dict(zip(FORM_FIELDS, preset_form("ghibli", "tiny")))
     values.update(rank=16, validation_prompts="a red square\na blue circle", hflip=0.5)  # hflip: the preset's
     changes = collect("ghibli", *values.values())
     assert changes == {"rank": 16, "validation_prompts": ["a red square", "a blue circle"]}
-    assert "1500 steps, roughly" in estimate_text("ghibli", *values.values())
+    assert "200 steps, roughly" in estimate_text("ghibli", *values.values())  # the preset's [tiny] length
 
     message = train("ghibli", str(data), None, "look", changes, False, SimpleNamespace(username="carol"))
     assert message.startswith("Queued **ghibli/look**")

@@ -45,7 +45,7 @@ def test_estimate_comes_from_the_last_runs_of_the_use_case_and_profile(make_mana
 
     manager = make_manager()
     _, train, estimate_text = make_handlers(manager, "tiny", data_roots=(data,))
-    values = dict(zip(FORM_FIELDS, preset_form("fashion")), max_steps=24)
+    values = dict(zip(FORM_FIELDS, preset_form("fashion", "tiny")), max_steps=24)
     assert "roughly" in estimate_text("fashion", *values.values())
     monkeypatch.setenv("FAKE_TRAINER_STEP_SECONDS", "0.1")
     monkeypatch.setenv("FAKE_TRAINER_LOAD_SECONDS", "0.3")  # time outside the steps counts too

@@ -297,6 +297,38 @@ def _insightface(name: str, device: str) -> InsightFaces:
     return InsightFaces(app)
 
 
+def load_face_id(ref: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    """A FaceIdentity: ``insightface:PACK/FILE.onnx`` or a local ``.onnx`` converted to torch, or a tiny folder."""
+    from pipelines.face_id import FaceIdentity, tiny_backbone
+    if ref.startswith("insightface:"):
+        pack, _, name = ref.removeprefix("insightface:").partition("/")
+        from insightface.utils.storage import ensure_available
+        return _frozen(FaceIdentity(_onnx_to_torch(Path(ensure_available("models", pack)) / name)), device, dtype)
+    path = _local_path("face_id", ref)
+    if path.suffix == ".onnx":
+        return _frozen(FaceIdentity(_onnx_to_torch(path)), device, dtype)
+    config = _read_config("face_id", path)
+    if config.get("arch") != "tiny_cnn":
+        raise ModelLoadError(f"The face_id folder {path} holds arch {config.get('arch')!r}, not tiny_cnn; give an "
+                             "ArcFace .onnx file or insightface:buffalo_l/w600k_r50.onnx.")
+    backbone = tiny_backbone(config["widths"], config["dim"])
+    backbone.load_state_dict(_safetensors(path))
+    return _frozen(FaceIdentity(backbone), device, dtype)
+
+
+def _onnx_to_torch(path: Path) -> torch.nn.Module:
+    """An ONNX network as a torch module (onnx2torch), so that gradients flow through it; no code is executed."""
+    import onnx
+    from onnx2torch import convert
+    if not path.is_file():
+        raise ModelLoadError(f"The face_id model {path} does not exist; give an ArcFace .onnx file.")
+    try:
+        return convert(onnx.load(str(path)))
+    except Exception as err:  # onnx's and onnx2torch's errors have no common base
+        raise ModelLoadError(f"The face_id model {path} could not be converted to torch ({type(err).__name__}: "
+                             f"{err}); give an ArcFace .onnx file such as buffalo_l's w600k_r50.onnx.") from None
+
+
 DLIB_FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
 
 
@@ -326,6 +358,7 @@ LOADERS: dict[str, Callable[[str, str, torch.dtype], Any]] = {
     "vgg19": lambda ref, device, dtype: load_vgg("vgg19", ref, device, dtype),
     "vgg16": lambda ref, device, dtype: load_vgg("vgg16", ref, device, dtype),
     "faces": load_faces,
+    "face_id": load_face_id,
     "hair_segmenter": load_hair_segmenter,
     "lpips": load_lpips,
     "clip_scorer": load_clip_scorer,

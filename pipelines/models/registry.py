@@ -40,6 +40,8 @@ ROLES: dict[str, Role] = {r.name: r for r in (
     Role("vgg16", "perceptual loss network", "torchvision:vgg16", "build"),
     Role("faces", "face detection and identity (insightface; dlib offline)", "insightface:buffalo_l",
          "dlib:face_recognition_models"),
+    Role("face_id", "differentiable face identity for the hair identity loss (ArcFace iResNet-50 via onnx2torch)",
+         "insightface:buffalo_l/w600k_r50.onnx", "build"),
     Role("hair_segmenter", "hair mask for try-on (SegFormer face parsing, CelebAMask-HQ labels)",
          "jonathandinu/face-parsing", str(HAIR_SEGMENTER_TINY)),
     Role("lpips", "perceptual distance", "lpips:alex", "build"),

@@ -22,7 +22,7 @@ import torch
 log = logging.getLogger(__name__)
 
 MARKER = ".complete"
-BUILD_VERSION = 1  # bump when a builder changes, so cached folders are rebuilt
+BUILD_VERSION = 2  # bump when a builder changes, so cached folders are rebuilt
 SEED = 0
 VGG_WIDTH_DIVISOR = 8
 VGG_CFGS = {"vgg16": "D", "vgg19": "E"}  # torchvision.models.vgg.cfgs keys
@@ -213,6 +213,18 @@ def build_clip_scorer(out: Path) -> None:
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
 
 
+def build_face_id(out: Path) -> None:
+    """The face_id role's small CNN (pipelines.face_id.tiny_backbone) with seed-0 random weights."""
+    from safetensors.torch import save_file
+
+    from pipelines.face_id import TINY_DIM, TINY_WIDTHS, tiny_backbone
+    torch.manual_seed(SEED)
+    backbone = tiny_backbone(TINY_WIDTHS, TINY_DIM)
+    config = {"arch": "tiny_cnn", "widths": list(TINY_WIDTHS), "dim": TINY_DIM}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(out / "model.safetensors"))
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "sdxl_inpaint": build_sdxl_inpaint,
     "captioner": build_captioner,
@@ -221,4 +233,5 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "vgg16": lambda out: _build_vgg("vgg16", out),
     "lpips": build_lpips,
     "clip_scorer": build_clip_scorer,
+    "face_id": build_face_id,
 }

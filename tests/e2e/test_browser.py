@@ -50,7 +50,8 @@ def test_stylize_a_photo_with_the_default_anime_model(page, tmp_path):
     photo = tmp_path / "photo.png"
     Image.new("RGB", (96, 64), (200, 120, 60)).save(photo)
     page.get_by_role("tab", name="Anime").click()
-    assert page.locator("#anime-checkpoint input").input_value() == "Default model"
+    assert page.locator("#anime-checkpoint input").input_value() == "Default model (toy)"
+    assert "does not draw anime" in page.locator("#anime-toy-note").inner_text()  # the tiny profile says so
     page.locator("#anime-content input[type=file]").set_input_files(str(photo))
     page.locator("#anime-style input[type=file]").set_input_files(str(style_images()[0]))
     page.locator("#anime-stylize").click()

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipelines.models.profile import choose_profile
+from pipelines.models.registry import RegistryError
 from training.runs.cli import OneLineParser, UsageError, add_run_arguments, check_output, refuse
 from training.lora.settings import SettingsError, parse_sets, resolve_settings
 from training.runs.threads import use_thread_policy
@@ -39,13 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_sets(args.set)
         if args.max_steps is not None:
             overrides["max_steps"] = args.max_steps
-        settings = resolve_settings(args.preset, overrides)
+        profile = choose_profile(args.profile).name  # the preset's values for it, e.g. toy prompts in tiny
+        settings = resolve_settings(args.preset, overrides, profile)
         check_output(args.output)
-    except (UsageError, SettingsError) as err:
+    except (UsageError, SettingsError, RegistryError) as err:
         return refuse("training.lora", err)
     from training.lora.trainer import run
 
-    return run(settings, args.data, args.output, args.profile, args.resume)
+    return run(settings, args.data, args.output, profile, args.resume)
 
 
 if __name__ == "__main__":

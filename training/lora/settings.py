@@ -1,7 +1,8 @@
 """Settings of the LoRA trainer: one dataclass, defaults from the seeds, presets in ``training/lora/presets/*.toml``.
 
-A preset overrides the defaults; ``--set key=value`` overrides the preset. The resolved settings are what a run
-writes to its ``config.toml``.
+A preset overrides the defaults, its table for the live profile (``[tiny]``: values the toy model can show in
+minutes) overrides the preset, and ``--set key=value`` overrides both. The resolved settings are what a run writes
+to its ``config.toml``.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from training.runs import settings as settings_io
 from training.runs.cli import split_sets
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+PROFILE_TABLES = ("tiny", "full")  # a preset's [tiny] / [full] table applies in that profile only
 UNET_ATTENTION = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_ENCODER_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
@@ -120,9 +122,11 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return {key: coerce(key, value) for key, value in split_sets(items, SettingsError)}
 
 
-def resolve_settings(preset: str, overrides: dict[str, Any] | None = None) -> LoraSettings:
-    """Defaults, then the preset, then the overrides."""
-    values = {k: coerce(k, v) for k, v in load_preset(preset).items()}
+def resolve_settings(preset: str, overrides: dict[str, Any] | None = None, profile: str = "full") -> LoraSettings:
+    """Defaults, then the preset, then the preset's table for ``profile``, then the overrides."""
+    table = load_preset(preset)
+    by_profile = {name: table.pop(name, {}) for name in PROFILE_TABLES}
+    values = {k: coerce(k, v) for k, v in {**table, **by_profile.get(profile, {})}.items()}
     values.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
     values["preset"] = preset
     return check(LoraSettings(**values))

@@ -293,7 +293,7 @@ class RunManager:
         if use_case == "anime":
             total = _anime_steps(data, overrides)
         else:
-            total = resolve_settings(use_case, overrides).max_steps
+            total = resolve_settings(use_case, overrides, profile).max_steps
         run_dir = self._make_run_dir(use_case, name)
         created = _now()
         _write_json(run_dir / "request.json", {
