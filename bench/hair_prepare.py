@@ -1,10 +1,11 @@
 """Images per second of ``training.prepare hair`` on toy portraits (64 px) and on 512 px photos, with the tiny
 profile's real face model (dlib) for identity embeddings.
 
-    python bench/hair_prepare.py [--count 60]
+    python bench/hair_prepare.py [--count 60] [--workers 1 2]
 
-The 512 px set is matplotlib's Grace Hopper photo with a hand-placed hair polygon, repeated. Prints figures;
-asserts nothing (timings depend on the machine and its load).
+The 512 px set is matplotlib's Grace Hopper photo with a hand-placed hair polygon, repeated. Each set is prepared
+once per ``--workers`` value (1 = in this process; more = that many processes, each with its own face model).
+Prints figures; asserts nothing (timings depend on the machine and its load).
 """
 from __future__ import annotations
 
@@ -35,17 +36,22 @@ def photo_set(images: Path, labels: Path, count: int) -> None:
                                                                 "curl": "곱슬", "length": "단발"}))
 
 
-def timed(images: Path, labels: Path, out: Path, faces) -> tuple[float, int]:
+def timed(images: Path, labels: Path, out: Path, faces, workers: int) -> tuple[float, int]:
+    import functools
+
+    from pipelines.models import loaders, registry
     from training.prepare.hair import HairOptions, prepare_hair
 
     start = time.perf_counter()
-    report = prepare_hair(HairOptions(images=images, labels_dir=labels, out=out), faces)
+    make_faces = functools.partial(loaders.load, "faces", registry.ROLES["faces"].tiny)
+    report = prepare_hair(HairOptions(images=images, labels_dir=labels, out=out, workers=workers), faces, make_faces)
     return time.perf_counter() - start, len(report.kept)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=60)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = p.parse_args()
     from pipelines.hair import toy_hair
     from pipelines.models import loaders, registry
@@ -55,11 +61,13 @@ def main() -> None:
     try:
         toy_hair.write_khairstyle(root / "toy-images", root / "toy-labels", args.count, seed=0)
         photo_set(root / "photo-images", root / "photo-labels", args.count)
-        print(f"| set | images | kept | seconds | images/s |\n|---|---|---|---|---|")
+        print(f"| set | workers | images | kept | seconds | images/s |\n|---|---|---|---|---|---|")
         for name in ("toy", "photo"):
-            seconds, kept = timed(root / f"{name}-images", root / f"{name}-labels", root / f"{name}-out", faces)
-            size = "64 px toy portraits" if name == "toy" else "512 px photos"
-            print(f"| {size} | {args.count} | {kept} | {seconds:.2f} | {args.count / seconds:.1f} |")
+            for workers in args.workers:
+                out = root / f"{name}-out-{workers}"
+                seconds, kept = timed(root / f"{name}-images", root / f"{name}-labels", out, faces, workers)
+                size = "64 px toy portraits" if name == "toy" else "512 px photos"
+                print(f"| {size} | {workers} | {args.count} | {kept} | {seconds:.2f} | {args.count / seconds:.1f} |")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

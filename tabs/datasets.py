@@ -151,12 +151,12 @@ def make_handlers(manager: RunManager, runtime: Runtime):
         from training.prepare.fashion import FashionOptions, prepare_fashion
         from training.prepare.ghibli import GhibliOptions, prepare_ghibli
         from training.prepare.hair import HairOptions, prepare_hair
-        from training.prepare.portraits import PortraitOptions, face_detector, prepare_dreambooth
+        from training.prepare.portraits import PortraitOptions, face_detector, prepare_dreambooth, runtime_faces
 
         """Build the use case's options from the form and run its preparation."""
         if use_case == "hair":  # labels sit beside their images in the upload (or in a mirrored tree)
             return prepare_hair(HairOptions(images=source, labels_dir=source, out=out, labels=MESSAGE_NAMES),
-                                face_detector(runtime))
+                                face_detector(runtime), runtime_faces(runtime))
         checks = dict(min_size=int(values["min_size"]), max_aspect=float(values["max_aspect"]),
                       min_sharpness=float(values["min_sharpness"]),
                       duplicate_tolerance=int(values["duplicate_tolerance"]), drop_text=bool(values["drop_text"]),

@@ -146,3 +146,14 @@ def test_the_datasets_tab_prepares_a_zip_of_images_and_labels(tmp_path, tiny_run
     assert len(gallery) == 8 and "hairstyle" in gallery[0][1] and gallery[1][1].endswith(": bald")
     assert (tmp_path / "uploads" / "ann" / "datasets" / name / "metadata.jsonl").is_file()
     manager.close()
+
+
+def test_worker_processes_write_the_same_dataset_and_report(prepared, tmp_path):
+    out, report, _ = prepared
+    images, labels = out.parent / "images", out.parent / "labels"
+    options = HairOptions(images=images, labels_dir=labels, out=tmp_path / "out", workers=2)
+    parallel = prepare_hair(options, NoFaces(), make_faces=NoFaces)  # each worker loads its own face model
+    assert [(n.file, n.kind) for n in parallel.dropped] == [(n.file, n.kind) for n in report.dropped]
+    assert (tmp_path / "out" / "metadata.jsonl").read_text() == (out / "metadata.jsonl").read_text()
+    for path in sorted(out.rglob("*.npy")) + sorted(out.glob("masks/*.png")):
+        assert (tmp_path / "out" / path.relative_to(out)).read_bytes() == path.read_bytes(), path

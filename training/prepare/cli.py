@@ -20,7 +20,8 @@ from training.prepare.common import PrepareError
 from training.prepare.fashion import FashionOptions, prepare_fashion
 from training.prepare.ghibli import DEFAULT_STYLE_SUFFIX, GhibliOptions, prepare_ghibli
 from training.prepare.hair import HairOptions, prepare_hair
-from training.prepare.portraits import DEFAULT_PROMPT, PortraitOptions, face_detector, prepare_dreambooth
+from training.prepare.portraits import (DEFAULT_PROMPT, PortraitOptions, face_detector, prepare_dreambooth,
+                                        runtime_faces)
 from training.prepare.report import Report
 from training.prepare.url_import import DownloadSettings
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--patch-size", type=int, default=0, help="hair patch side (0 = 128, scaled for small images)")
     h.add_argument("--patch-stride", type=int, default=0, help="(0 = half the patch)")
     h.add_argument("--min-patch-hair", type=float, default=0.85, help="hair share of a patch (default %(default)s)")
+    h.add_argument("--workers", type=int, default=0, help="processes (0 = one per physical core)")
     _models(h)
     return parser
 
@@ -136,7 +138,7 @@ def options_from(args: argparse.Namespace) -> FashionOptions | GhibliOptions | P
     elif args.use_case == "hair":
         options = HairOptions(images=args.images, labels_dir=args.labels, dilate=args.dilate,
                               style_size=args.style_size, patch_size=args.patch_size, patch_stride=args.patch_stride,
-                              min_patch_hair=args.min_patch_hair, **shared)
+                              min_patch_hair=args.min_patch_hair, workers=args.workers, **shared)
     else:
         options = PortraitOptions(images=args.images, crop_face=args.crop_face, size=args.size, prompt=args.prompt,
                                   **shared, **_checks(args))
@@ -177,7 +179,7 @@ def run(args: argparse.Namespace) -> Report:
         if isinstance(options, GhibliOptions):
             return prepare_ghibli(options, runtime_captioner(runtime))
         if isinstance(options, HairOptions):
-            return prepare_hair(options, face_detector(runtime))
+            return prepare_hair(options, face_detector(runtime), runtime_faces(runtime))
         return prepare_dreambooth(options, face_detector(runtime))
     except ModelLoadError as err:  # already one sentence that says what to do
         raise PrepareError(str(err)) from None

@@ -8,9 +8,13 @@ and ``report.json`` / ``report.md`` naming every file left out and every Korean 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import multiprocessing
 from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +30,7 @@ from training.prepare.common import (PrepareError, PrepareOptions, check_separat
                                      staged_output)
 from training.prepare.khairstyle import LabelError, check_hair_area, hair_mask, pair_files, polygon_rings, read_label
 from training.prepare.report import Report
+from training.runs.threads import physical_cores
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class HairOptions(PrepareOptions):
     min_patch_hair: float = 0.85
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    workers: int = 0  # processes for the per-image work; 0 = one per physical core
 
     def check(self) -> None:
         """Refuse missing folders and impossible settings with one sentence."""
@@ -58,6 +64,7 @@ class HairOptions(PrepareOptions):
         self.check_range("style_size", 16, 1024, " pixels")
         self.check_range("dilate", 0, 64, " pixels")
         self.check_range("min_patch_hair", 0.0, 1.0)
+        self.check_range("workers", 0, 256)
 
 
 def patch_geometry(options: HairOptions, size: tuple[int, int]) -> tuple[int, int]:
@@ -71,8 +78,12 @@ class NoFace(ValueError):
     """The face model finds no face in a portrait."""
 
 
-def prepare_hair(options: HairOptions, faces: Any) -> Report:
-    """Write the hair dataset; ``faces.identities(image)`` gives (box, unit embedding) per face, largest first."""
+def prepare_hair(options: HairOptions, faces: Any, make_faces: Callable[[], Any] | None = None) -> Report:
+    """Write the hair dataset; ``faces.identities(image)`` gives (box, unit embedding) per face, largest first.
+
+    make_faces: a picklable function that loads the same face model, for ``options.workers`` > 1 processes (each
+    loads its own: dlib's and insightface's models do not cross processes); without it the work stays here.
+    """
     options.check()
     check_separate(options.images, options.out)
     report = Report("hair", settings=options.report_settings())
@@ -89,17 +100,16 @@ def prepare_hair(options: HairOptions, faces: Any) -> Report:
     with staged_output(options.out, options.overwrite) as stage:
         for folder in SUBSETS:
             (stage / folder).mkdir()
+        jobs = [(sources[image].path, Path(options.labels_dir) / label, sources[image].stem, image, label)
+                for image, label in pairing.pairs]
         rows = []
-        for image_rel, label_rel in tqdm(pairing.pairs, desc="hair"):
-            source = sources[image_rel]
-            try:
-                row, unknown = _process(source.path, Path(options.labels_dir) / label_rel, source.stem, options, faces,
-                                        stage)
-            except (ImageProblem, LabelError, NoFace) as err:
-                report.drop(str(image_rel), _kind(err), _message(image_rel, label_rel, err))
+        for image_rel, outcome in zip(pairing.pairs, _outcomes(jobs, options, faces, make_faces, stage)):
+            if outcome[0] == "drop":
+                report.drop(str(image_rel[0]), outcome[1], outcome[2])
                 continue
+            _, row, unknown = outcome
             untranslated.update(f"{attribute}={value}" for attribute, value in unknown)
-            report.keep(row["images"], str(image_rel))
+            report.keep(row["images"], str(image_rel[0]))
             rows.append(row)
         if not rows:
             raise PrepareError(f"No usable images: {len(report.dropped)} were dropped; see the report for each "
@@ -110,6 +120,44 @@ def prepare_hair(options: HairOptions, faces: Any) -> Report:
         report.write(stage)
     log.info("%s", report.summary())
     return report
+
+
+def _outcomes(jobs: list[tuple], options: HairOptions, faces: Any, make_faces: Callable[[], Any] | None,
+              stage: Path) -> Iterator[tuple]:
+    """Each job's outcome in order, here or in ``options.workers`` processes."""
+    workers = min(options.workers or physical_cores(), len(jobs))
+    if workers <= 1 or make_faces is None:
+        yield from (_outcome(job, options, faces, stage) for job in tqdm(jobs, desc="hair"))
+        return
+    log.info("hair: %d images in %d worker processes", len(jobs), workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(make_faces,)) as pool:
+        work = functools.partial(_worker_outcome, options=options, stage=stage)
+        yield from tqdm(pool.map(work, jobs, chunksize=4), total=len(jobs), desc="hair")
+
+
+_WORKER_FACES: Any = None
+
+
+def _start_worker(make_faces: Callable[[], Any]) -> None:
+    global _WORKER_FACES
+    import torch
+
+    torch.set_num_threads(1)  # one process per core
+    _WORKER_FACES = make_faces()
+
+
+def _worker_outcome(job: tuple, options: HairOptions, stage: Path) -> tuple:
+    return _outcome(job, options, _WORKER_FACES, stage)
+
+
+def _outcome(job: tuple, options: HairOptions, faces: Any, stage: Path) -> tuple:
+    """("keep", row, unknown words) or ("drop", kind, message): plain values, so they cross processes."""
+    image_path, label_path, stem, image_rel, label_rel = job
+    try:
+        return ("keep", *_process(image_path, label_path, stem, options, faces, stage))
+    except (ImageProblem, LabelError, NoFace) as err:
+        return "drop", _kind(err), _message(image_rel, label_rel, err)
 
 
 def _kind(err: Exception) -> str:

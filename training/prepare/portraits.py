@@ -1,9 +1,11 @@
 """Seed 004: 5-20 portrait photos for DreamBooth: the shared checks, then one face each, optionally face-cropped."""
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
@@ -95,6 +97,17 @@ def _check_count(report: Report, total: int) -> None:
     if usable > MAX_PHOTOS:
         report.warn("(all)", "count", f"{usable} photos; DreamBooth portraits usually need only {MIN_PHOTOS}-"
                     f"{MAX_PHOTOS}, and more slows training without adding much.")
+
+
+def runtime_faces(runtime: Any) -> Callable[[], Any]:
+    """A picklable function that loads ``face_detector(runtime)`` again, in a worker process."""
+    return functools.partial(_faces_of, runtime.profile, dict(runtime.overrides), runtime.cache_dir)
+
+
+def _faces_of(profile: Any, overrides: dict[str, str], cache_dir: Path) -> Any:
+    from pipelines.models.runtime import Runtime
+
+    return face_detector(Runtime(profile=profile, overrides=overrides, cache_dir=cache_dir))
 
 
 def face_detector(runtime: Any) -> Any:
