@@ -108,10 +108,11 @@ class Verdict:
         return (self.color, self.shape, self.background) == (color, shape, background)
 
 
-def _nearest(rgb: np.ndarray, palette: dict[str, tuple[int, int, int]]) -> str:
-    names = list(palette)
-    dists = [np.linalg.norm(rgb - np.array(palette[n], dtype=np.float32)) for n in names]
-    return names[int(np.argmin(dists))]
+def _nearest(rgb: np.ndarray, palette: dict[str, tuple[int, int, int]], within: float | None = None) -> str | None:
+    """The palette name nearest to ``rgb``; None when it is farther than ``within`` (RGB distance)."""
+    dists = {n: float(np.linalg.norm(rgb - np.array(c, dtype=np.float32))) for n, c in palette.items()}
+    name = min(dists, key=dists.get)
+    return None if within is not None and dists[name] > within else name
 
 
 def _ideal_masks(h: int, w: int) -> dict[str, np.ndarray]:
@@ -125,19 +126,22 @@ def _ideal_masks(h: int, w: int) -> dict[str, np.ndarray]:
     }
 
 
-def judge(image: Image.Image, palette: dict[str, tuple[int, int, int]] | None = None) -> Verdict:
+def judge(image: Image.Image, palette: dict[str, tuple[int, int, int]] | None = None,
+          tolerance: float | None = None) -> Verdict:
     """Read colour, shape and background of a toy-world image from its pixels.
 
     palette: the foreground colours to choose from (default: the world's six).
+    tolerance: when given, a colour farther than this from every palette colour (RGB distance of the median pixel)
+    reads as None, and a background farther than half of it; by default the nearest name always wins.
     """
     px = np.asarray(image.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32)
     border = np.concatenate([px[0], px[-1], px[:, 0], px[:, -1]])
     bg_rgb = np.median(border, axis=0)
-    background = _nearest(bg_rgb, BACKGROUNDS)
+    background = _nearest(bg_rgb, BACKGROUNDS, None if tolerance is None else tolerance / 2)
     mask = np.linalg.norm(px - bg_rgb, axis=-1) > _FOREGROUND_DISTANCE
     if mask.sum() < 20:
         return Verdict(None, None, background)
-    color = _nearest(np.median(px[mask], axis=0), palette or COLORS)
+    color = _nearest(np.median(px[mask], axis=0), palette or COLORS, tolerance)
     ys, xs = np.nonzero(mask)
     box = mask[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
     ious = {name: (box & ideal).sum() / (box | ideal).sum()

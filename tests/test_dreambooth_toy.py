@@ -16,8 +16,10 @@ from pipelines import toy_world
 from training.lora.cli import main
 
 PALETTE = {**toy_world.COLORS, **toy_world.NEW_CONCEPT_COLORS}
-SUBJECT = "a sks square on a white background"
+SUBJECT = "a sks square on a white background"  # the dreambooth preset's [tiny] instance prompt
 RED_CIRCLE = "a red circle on a white background"
+SEEDS = 16
+TOLERANCE = 60  # RGB distance: a muddy mauve (180, 150, 150) is not pink (255, 105, 180), nor a blue-grey ground white
 
 
 def load_toy(lora_run=None):
@@ -32,23 +34,21 @@ def load_toy(lora_run=None):
     return pipe
 
 
-def count(pipe, prompt, color, shape, n=8):
-    images = pipe([prompt] * n, num_inference_steps=20, guidance_scale=2.5,  # the tiny profile default (TINY_DEFAULTS)
-                  generator=[torch.Generator().manual_seed(100 + i) for i in range(n)]).images
-    return sum(toy_world.judge(image, PALETTE).matches(color, shape, "white") for image in images)
+def count(pipe, prompt, color, shape):
+    images = pipe([prompt] * SEEDS, num_inference_steps=20, guidance_scale=2.5,  # the tiny profile's default CFG
+                  generator=[torch.Generator().manual_seed(100 + i) for i in range(SEEDS)]).images
+    return sum(toy_world.judge(image, PALETTE, TOLERANCE).matches(color, shape, "white") for image in images)
 
 
 def train(tmp_path, prior: bool):
+    """The dreambooth preset with its tiny-profile values; only prior preservation varies."""
     data = tmp_path / "subject"
     if not data.exists():
         render_dataset(data, 10, color="pink", shape="square", background="white")
     run = tmp_path / f"run-prior-{prior}"
     code = main(["--preset", "dreambooth", "--data", str(data), "--output", str(run), "--profile", "tiny",
-                 "--max-steps", "150", "--set", f"instance_prompt={SUBJECT}",
-                 "--set", "class_prompt=a square on a white background", "--set", "num_class_images=16",
-                 "--set", f"with_prior_preservation={str(prior).lower()}", "--set", "learning_rate=7e-4",
-                 "--set", "batch_size=4", "--set", "gradient_accumulation_steps=1", "--set", "sample_steps=0",
-                 "--set", "checkpointing_steps=0", "--set", "gradient_checkpointing=false"])
+                 "--set", f"with_prior_preservation={str(prior).lower()}", "--set", "sample_steps=0",
+                 "--set", "checkpointing_steps=0"])
     assert code == 0, (run / "train.log").read_text()
     return run
 
@@ -62,13 +62,13 @@ def test_dreambooth_learns_a_new_colour_and_prior_preservation_keeps_red_circles
     run = train(tmp_path, prior=True)
     assert "generating 16 class images" in (run / "train.log").read_text()
     tuned = load_toy(run)
-    assert count(base, SUBJECT, "pink", "square") <= 1  # the base model cannot draw pink at all
-    assert count(tuned, SUBJECT, "pink", "square") >= 5
-    assert count(base, RED_CIRCLE, "red", "circle") >= 7
-    assert count(tuned, RED_CIRCLE, "red", "circle") >= 5
+    assert count(base, SUBJECT, "pink", "square") == 0  # the base model cannot draw pink at all
+    assert count(tuned, SUBJECT, "pink", "square") >= PINK_AT_LEAST
+    assert count(base, RED_CIRCLE, "red", "circle") >= RED_AT_LEAST
+    assert count(tuned, RED_CIRCLE, "red", "circle") >= RED_AT_LEAST
 
 
 def test_without_prior_preservation_the_subject_leaks_into_other_prompts(tmp_path, base):
     tuned = load_toy(train(tmp_path, prior=False))
-    assert count(tuned, SUBJECT, "pink", "square") >= 4
-    assert count(tuned, RED_CIRCLE, "red", "circle") <= 2  # measured 0/8: the circles turn orange
+    assert count(tuned, SUBJECT, "pink", "square") >= PINK_AT_LEAST
+    assert count(tuned, RED_CIRCLE, "red", "circle") <= LEAK_AT_MOST
