@@ -9,8 +9,8 @@ from pipelines.models.profile import choose_profile
 from pipelines.models.registry import (ROLES, TOY_SD, RegistryError, env_overrides, parse_overrides,
                                 resolve)
 
-EXPECTED_ROLES = {"sd15", "portrait", "sdxl_inpaint", "captioner", "vit", "anime", "vgg19", "vgg16", "faces", "hair_segmenter",
-                  "lpips", "clip_scorer"}
+EXPECTED_ROLES = {"sd15", "portrait", "sdxl_inpaint", "captioner", "vit", "anime", "vgg19", "vgg16", "faces", "face_id",
+                  "hair_segmenter", "lpips", "clip_scorer"}
 
 
 def test_every_role_has_a_full_and_a_tiny_model(tmp_path):

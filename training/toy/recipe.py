@@ -1,9 +1,9 @@
 """Train the embedded toy Stable Diffusion from scratch on the CPU: ``python -m training.toy``.
 
 Stages: render the toy world → train a small AutoencoderKL → cache latents → train the text encoder and
-UNet jointly on the cached latents → teach the VAE open colours, the palette's latents anchored → save a
+UNet jointly on the cached latents → tune the VAE decoder alone on open colours → save a
 StableDiffusionPipeline folder (default ``assets/toy-sd``). Deterministic for a given seed on a given machine.
-``--open-colors-from PIPELINE`` runs the last stage alone on a saved pipeline.
+``--decoder-only-from PIPELINE`` runs the last stage alone on a saved pipeline.
 """
 from __future__ import annotations
 
@@ -55,14 +55,13 @@ class ToySettings:
     caption_dropout: float = 0.1
     text_max_length: int = 32
     bf16_autocast: bool = True  # about 1.7× faster on CPUs with AVX512-BF16; weights stay fp32
-    # Last stage: the VAE learns open colours (random RGB scenes mixed with the palette), so that colours the world
-    # never names, e.g. DreamBooth's pink, come back out; the palette's latents are anchored where the UNet learnt
-    # them. (Open colours in the first VAE stage cost palette quality.)
+    # Last stage: the decoder alone learns open colours (random RGB scenes mixed with the palette), so that
+    # colours the world never names, e.g. DreamBooth's pink, come back out. The encoder stays frozen, so the
+    # latents the UNet learnt keep their meaning. (Open colours in the first VAE stage cost palette quality.)
     open_color_images: int = 4_000
-    open_steps: int = 800
-    open_lr: float = 5e-4
-    open_fraction: float = 0.5  # of each batch; the rest keeps the palette sharp and anchored
-    anchor_weight: float = 10.0
+    decoder_steps: int = 600
+    decoder_lr: float = 3e-4
+    decoder_open_fraction: float = 0.25  # of each batch; the rest keeps the palette sharp
     output: str = "assets/toy-sd"
 
 
@@ -147,61 +146,56 @@ def encode_latents(vae: AutoencoderKL, pixels: torch.Tensor, batch_size: int = 2
     return torch.cat(chunks)
 
 
-def tune_open_colors(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings) -> dict[str, float]:
-    """Train encoder and decoder on palette and open-colour scenes, the palette's latents held where they were.
+def tune_decoder(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings) -> dict[str, float]:
+    """Train the decoder alone on palette and open-colour scenes; returns the recent MSE of each kind.
 
-    The UNet learnt the palette's latents, so an anchor loss keeps each palette image's latent mean at the frozen
-    encoder's; what the palette leaves free, the encoder may use to give colours the world never names (DreamBooth's
-    pink) latents of their own. (A decoder tuned alone could not: the frozen encoder maps pink and grey to nearly the
-    same latent, and pink came back mauve.) Draws from its own generator, so running this stage on a saved pipeline
-    (``--open-colors-from``) gives what the whole recipe gives. Returns the recent MSE of each kind and the anchor's.
+    Draws from its own generator, so running this stage on a saved pipeline (``--decoder-only-from``) gives
+    what the whole recipe gives.
     """
-    import copy
-
     gen = torch.Generator().manual_seed(s.seed + 1)
     open_pixels = render_open_colors(s.open_color_images, s.seed + 1)
-    teacher = copy.deepcopy(vae).requires_grad_(False).eval()
-    vae.requires_grad_(True)
-    opt = torch.optim.AdamW(vae.parameters(), lr=s.open_lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.open_lr, total_steps=s.open_steps)
-    n_open = max(1, round(s.vae_batch_size * s.open_fraction))
+    vae.requires_grad_(False)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=s.decoder_lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.decoder_lr, total_steps=s.decoder_steps)
+    n_open = max(1, round(s.vae_batch_size * s.decoder_open_fraction))
     n_palette = s.vae_batch_size - n_open
-    recent: list[tuple[float, float, float]] = []
+    recent: list[tuple[float, float]] = []
     vae.train()
-    for step in (bar := tqdm(range(1, s.open_steps + 1), desc="vae (open colours)")):
-        palette = to_unit(pixels[torch.randint(len(pixels), (n_palette,), generator=gen)])
-        batch = torch.cat([palette, to_unit(open_pixels[torch.randint(len(open_pixels), (n_open,), generator=gen)])])
+    for step in (bar := tqdm(range(1, s.decoder_steps + 1), desc="decoder (open colours)")):
+        batch = to_unit(torch.cat([pixels[torch.randint(len(pixels), (n_palette,), generator=gen)],
+                                   open_pixels[torch.randint(len(open_pixels), (n_open,), generator=gen)]]))
         with torch.no_grad():
-            anchor = teacher.encode(palette).latent_dist.mean
+            latents = vae.encode(batch).latent_dist.sample(generator=gen)
         with _autocast(s):
-            posterior = vae.encode(batch).latent_dist
-            recon = vae.decode(posterior.sample(generator=gen)).sample
+            recon = vae.decode(latents).sample
         errors = F.mse_loss(recon.float(), batch, reduction="none").mean((1, 2, 3))
-        drift = F.mse_loss(posterior.mean[:n_palette].float(), anchor) / anchor.var()
-        loss = errors.mean() + s.anchor_weight * drift + 1e-6 * posterior.kl().mean()
-        check_finite(loss.item(), "VAE loss", f"open-colour step {step}", f"open_lr (now {s.open_lr:g})")
+        loss = errors.mean()
+        check_finite(loss.item(), "decoder loss", f"decoder step {step}", f"decoder_lr (now {s.decoder_lr:g})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        recent = (recent + [(errors[:n_palette].mean().item(), errors[n_palette:].mean().item(), drift.item())])[-50:]
-        palette_mse, open_mse, anchor_drift = np.mean(recent, axis=0)
-        bar.set_postfix(palette=f"{palette_mse:.4f}", open=f"{open_mse:.4f}", drift=f"{anchor_drift:.4f}")
-    vae.requires_grad_(False).eval()
-    return {"palette_mse": float(palette_mse), "open_mse": float(open_mse), "anchor_drift": float(anchor_drift)}
+        recent = (recent + [(errors[:n_palette].mean().item(), errors[n_palette:].mean().item())])[-50:]
+        palette_mse, open_mse = np.mean(recent, axis=0)
+        bar.set_postfix(palette=f"{palette_mse:.4f}", open=f"{open_mse:.4f}")
+    vae.eval()
+    return {"palette_mse": float(palette_mse), "open_mse": float(open_mse)}
 
 
 @torch.no_grad()
-def new_concept_round_trip(vae: AutoencoderKL) -> dict[str, float]:
-    """RGB distance between each new-concept colour and its square after encoding and decoding (ideally ~0)."""
+def new_concept_round_trip(vae: AutoencoderKL) -> dict[str, str | None]:
+    """The judge's colour for a square of each new-concept colour after encoding and decoding (ideally its own)."""
     rng = random.Random(0)
+    palette = {**toy_world.COLORS, **toy_world.NEW_CONCEPT_COLORS}
     out = {}
-    for name, rgb in toy_world.NEW_CONCEPT_COLORS.items():
-        scene = toy_world.random_scene(rng, color=name, shape="square", background="white")
-        x = to_unit(torch.from_numpy(np.array(toy_world.render(scene))).permute(2, 0, 1)[None])
-        recon = ((vae.decode(vae.encode(x).latent_dist.mean).sample[0].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0)
-        shape = np.asarray(toy_world.render(scene)).astype(np.float32).sum(-1) != 3 * 245  # off the white ground
-        out[name] = float(np.linalg.norm(recon.numpy()[shape].mean(0) - np.array(rgb)))
+    for name in toy_world.NEW_CONCEPT_COLORS:
+        image = toy_world.render(toy_world.random_scene(rng, color=name, shape="square", background="white"))
+        x = to_unit(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None])
+        recon = ((vae.decode(vae.encode(x).latent_dist.mean).sample[0].clamp(-1, 1) + 1) * 127.5).round()
+        out[name] = toy_world.judge(Image.fromarray(recon.byte().permute(1, 2, 0).numpy()), palette).color
     return out
 
 
@@ -272,26 +266,26 @@ def train(s: ToySettings) -> Path:
     return _finish(pipe, pixels, s, report, start)
 
 
-def tune_saved_open_colors(source: Path, s: ToySettings) -> Path:
-    """Run only the last stage (open colours) on a pipeline saved by an earlier ``train``."""
+def tune_saved_decoder(source: Path, s: ToySettings) -> Path:
+    """Run only the last stage (open-colour decoder) on a pipeline saved by an earlier ``train``."""
     from diffusers import StableDiffusionPipeline
 
     start = time.monotonic()
     pipe = StableDiffusionPipeline.from_pretrained(source, safety_checker=None, requires_safety_checker=False)
     earlier = source / "training_report.json"
     report = json.loads(earlier.read_text()) if earlier.is_file() else {}
-    report["open_colors_stage_settings"] = asdict(s)
+    report["decoder_stage_settings"] = asdict(s)
     return _finish(pipe, render_world(s.num_images, s.seed)[0], s, report, start)
 
 
 def _finish(pipe: StableDiffusionPipeline, pixels: torch.Tensor, s: ToySettings, report: dict, start: float) -> Path:
     before = new_concept_round_trip(pipe.vae)
-    report["open_colors_stage"] = {**tune_open_colors(pipe.vae, pixels, s), "new_concept_distance_before": before,
-                                   "new_concept_distance_after": new_concept_round_trip(pipe.vae),
-                                   "minutes": (time.monotonic() - start) / 60}
-    log.info("open-colour stage: %s", report["open_colors_stage"])
+    report["decoder_stage"] = {**tune_decoder(pipe.vae, pixels, s), "new_concept_judged_before": before,
+                               "new_concept_judged_after": new_concept_round_trip(pipe.vae),
+                               "minutes": (time.monotonic() - start) / 60}
+    log.info("decoder stage: %s", report["decoder_stage"])
     weights = [p for model in (pipe.vae, pipe.unet, pipe.text_encoder) for p in model.parameters()]
-    check_finite_weights(weights, "the end of training", "vae_lr, max_lr or open_lr")
+    check_finite_weights(weights, "the end of training", "vae_lr, max_lr or decoder_lr")
     out = Path(s.output)
     pipe.save_pretrained(out, safe_serialization=True)
     report.setdefault("minutes", (time.monotonic() - start) / 60)
@@ -318,21 +312,21 @@ def main(argv: list[str] | None = None) -> int:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
             parser.add_argument(flag, type=type(value), default=value)
-    parser.add_argument("--open-colors-from", type=Path, metavar="PIPELINE",
-                        help="run only the last stage (open colours) on this saved toy pipeline")
+    parser.add_argument("--decoder-only-from", type=Path, metavar="PIPELINE",
+                        help="run only the last stage (open-colour decoder) on this saved toy pipeline")
     try:
         args = vars(parser.parse_args(argv))
-        source = args.pop("open_colors_from")
+        source = args.pop("decoder_only_from")
         s = check(ToySettings(**args))
         if source and not (source / "model_index.json").is_file():
-            raise UsageError(f"--open-colors-from {source} is not a saved pipeline folder (no model_index.json).")
+            raise UsageError(f"--decoder-only-from {source} is not a saved pipeline folder (no model_index.json).")
         check_output(Path(s.output))  # before hours of training, not at the final save
     except UsageError as err:
         return refuse("training.toy", err)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         if source:
-            tune_saved_open_colors(source, s)
+            tune_saved_decoder(source, s)
         else:
             train(s)
     except NonFiniteLoss as err:
