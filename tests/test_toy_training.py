@@ -7,10 +7,10 @@ import json
 import torch
 from diffusers import StableDiffusionPipeline
 
-from training.toy.recipe import ToySettings, train, tune_saved_decoder
+from training.toy.recipe import ToySettings, train, tune_saved_decoder, tune_saved_guidance
 
 QUICK = dict(num_images=64, vae_steps=3, vae_batch_size=8, unet_steps=3, batch_size=8, open_color_images=16,
-             decoder_steps=3)
+             decoder_steps=3, guidance_steps=3)
 
 
 def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -34,3 +34,16 @@ def test_quick_recipe_saves_a_pipeline_and_the_decoder_stage_touches_only_the_de
     assert all(torch.equal(old[k], new[k]) for k in old if k.startswith(("encoder.", "quant_conv.")))
     assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
     assert json.loads((second / "training_report.json").read_text())["decoder_stage_settings"]["decoder_steps"] == 3
+
+
+def test_the_guidance_stage_alone_touches_only_the_unet_and_text_encoder(tmp_path):
+    first = train(ToySettings(**QUICK, output=str(tmp_path / "toy")))
+    second = tune_saved_guidance(first, ToySettings(**QUICK, output=str(tmp_path / "guided")))
+    before, after = (StableDiffusionPipeline.from_pretrained(p, safety_checker=None, requires_safety_checker=False)
+                     for p in (first, second))
+    old, new = weights(before.vae), weights(after.vae)
+    assert all(torch.equal(old[k], new[k]) for k in old)
+    for name in ("unet", "text_encoder"):
+        old, new = weights(getattr(before, name)), weights(getattr(after, name))
+        assert not all(torch.equal(old[k], new[k]) for k in old), name
+    assert "final_loss" in json.loads((second / "training_report.json").read_text())["guidance_stage"]

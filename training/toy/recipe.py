@@ -1,9 +1,10 @@
 """Train the embedded toy Stable Diffusion from scratch on the CPU: ``python -m training.toy``.
 
 Stages: render the toy world → train a small AutoencoderKL → cache latents → train the text encoder and
-UNet jointly on the cached latents → tune the VAE decoder alone on open colours → save a
-StableDiffusionPipeline folder (default ``assets/toy-sd``). Deterministic for a given seed on a given machine.
-``--decoder-only-from PIPELINE`` runs the last stage alone on a saved pipeline.
+UNet jointly on the cached latents → go on with more caption dropout (guidance) → tune the VAE decoder alone on open
+colours → save a StableDiffusionPipeline folder (default ``assets/toy-sd``). Deterministic for a given seed on a given
+machine. ``--guidance-only-from`` / ``--decoder-only-from PIPELINE`` run one of the last two stages alone on a saved
+pipeline (the shipped model's were run that way, in turn).
 """
 from __future__ import annotations
 
@@ -62,6 +63,12 @@ class ToySettings:
     decoder_steps: int = 600
     decoder_lr: float = 3e-4
     decoder_open_fraction: float = 0.25  # of each batch; the rest keeps the palette sharp
+    # Guidance stage: the UNet and text encoder go on over a fresh draw of the world with twice the caption dropout,
+    # so that the unconditional prediction CFG subtracts is learnt as well as the conditional one (joint accuracy at
+    # CFG 7.5: 0.926 before, 0.958 after; 0.986 at 2.5 both).
+    guidance_steps: int = 600
+    guidance_dropout: float = 0.2
+    guidance_lr: float = 2e-4
     output: str = "assets/toy-sd"
 
 
@@ -262,8 +269,45 @@ def train(s: ToySettings) -> Path:
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer,
                                    unet=unet.eval(), scheduler=scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-    report = {"settings": asdict(s), "vae_mse": vae_mse, "final_loss": float(np.mean(losses[-100:]))}
+    report = {"settings": asdict(s), "vae_mse": vae_mse, "final_loss": float(np.mean(losses[-100:])),
+              "guidance_stage": guidance_stage(pipe, s)}
     return _finish(pipe, pixels, s, report, start)
+
+
+def guidance_stage(pipe: StableDiffusionPipeline, s: ToySettings) -> dict[str, float]:
+    """Train the UNet and text encoder on, with ``guidance_*`` settings, over the world drawn with seed + 1."""
+    from dataclasses import replace
+
+    g = replace(s, unet_steps=s.guidance_steps, caption_dropout=s.guidance_dropout, max_lr=s.guidance_lr,
+                seed=s.seed + 1)
+    pixels, captions = render_world(g.num_images, g.seed)
+    latents = encode_latents(pipe.vae, pixels) * pipe.vae.config.scaling_factor
+    pipe.unet.train()
+    pipe.text_encoder.train()
+    losses = train_denoiser(pipe.unet, pipe.text_encoder, latents, tokenize(pipe.tokenizer, captions),
+                            tokenize(pipe.tokenizer, UNCONDITIONAL_CAPTIONS), g, torch.Generator().manual_seed(g.seed))
+    pipe.unet.eval()
+    pipe.text_encoder.eval()
+    return {"final_loss": float(np.mean(losses[-100:]))}
+
+
+def tune_saved_guidance(source: Path, s: ToySettings) -> Path:
+    """Run only the guidance stage on a saved pipeline and save it to ``s.output`` (its VAE as it was)."""
+    from diffusers import StableDiffusionPipeline
+
+    start = time.monotonic()
+    pipe = StableDiffusionPipeline.from_pretrained(source, safety_checker=None, requires_safety_checker=False)
+    earlier = source / "training_report.json"
+    report = json.loads(earlier.read_text()) if earlier.is_file() else {}
+    report["guidance_stage"] = {**guidance_stage(pipe, s), "settings": asdict(s),
+                                "minutes": (time.monotonic() - start) / 60}
+    check_finite_weights([*pipe.unet.parameters(), *pipe.text_encoder.parameters()], "the guidance stage",
+                         "guidance_lr")
+    out = Path(s.output)
+    pipe.save_pretrained(out, safe_serialization=True)
+    (out / "training_report.json").write_text(json.dumps(report, indent=2))
+    log.info("saved %s", out)
+    return out
 
 
 def tune_saved_decoder(source: Path, s: ToySettings) -> Path:
@@ -312,21 +356,27 @@ def main(argv: list[str] | None = None) -> int:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
             parser.add_argument(flag, type=type(value), default=value)
-    parser.add_argument("--decoder-only-from", type=Path, metavar="PIPELINE",
-                        help="run only the last stage (open-colour decoder) on this saved toy pipeline")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--decoder-only-from", type=Path, metavar="PIPELINE",
+                      help="run only the last stage (open-colour decoder) on this saved toy pipeline")
+    only.add_argument("--guidance-only-from", type=Path, metavar="PIPELINE",
+                      help="run only the guidance stage (UNet and text encoder) on this saved toy pipeline")
     try:
         args = vars(parser.parse_args(argv))
-        source = args.pop("decoder_only_from")
+        stages = {"decoder": args.pop("decoder_only_from"), "guidance": args.pop("guidance_only_from")}
+        stage, source = next(((k, v) for k, v in stages.items() if v), (None, None))
         s = check(ToySettings(**args))
         if source and not (source / "model_index.json").is_file():
-            raise UsageError(f"--decoder-only-from {source} is not a saved pipeline folder (no model_index.json).")
+            raise UsageError(f"--{stage}-only-from {source} is not a saved pipeline folder (no model_index.json).")
         check_output(Path(s.output))  # before hours of training, not at the final save
     except UsageError as err:
         return refuse("training.toy", err)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        if source:
+        if stage == "decoder":
             tune_saved_decoder(source, s)
+        elif stage == "guidance":
+            tune_saved_guidance(source, s)
         else:
             train(s)
     except NonFiniteLoss as err:
