@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"atelier: {err}", file=sys.stderr)
         return 2
     log.info("profile %s; %d login(s)", runtime.profile.banner, len(logins))
-    preload(runtime)  # the model loads while the page is built: the first image waits for both, not their sum
     demo = build_app(runtime, runs_root, shared_runs=args.shared_runs, data_roots=data_roots)
+    preload(runtime)
     demo.queue().launch(server_name=args.host, server_port=args.port, share=args.share,
                         **launch_options(runs_root, logins))
     return 0

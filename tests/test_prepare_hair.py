@@ -148,7 +148,10 @@ def test_the_datasets_tab_prepares_a_zip_of_images_and_labels(tmp_path, tiny_run
     manager.close()
 
 
-def test_worker_processes_write_the_same_dataset_and_report(prepared, tmp_path):
+def test_worker_processes_write_the_same_dataset_and_report(prepared, tmp_path, monkeypatch):
+    from training.prepare import hair
+
+    monkeypatch.setattr(hair, "MIN_IMAGES_PER_WORKER", 1)  # a pool even for these few images
     out, report, _ = prepared
     images, labels = out.parent / "images", out.parent / "labels"
     options = HairOptions(images=images, labels_dir=labels, out=tmp_path / "out", workers=2)

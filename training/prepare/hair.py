@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 SUBSETS = ("images", "masks", "bald_images", "hair_only_images", "style_vectors", "identity_embeddings",
            "hair_patches")
 SEED_PATCH, SEED_STRIDE = 128, 64  # seed 000's patches, for photos of 512 px and more
+# A worker's start (a process, its face model) costs about as much as 10 photos of 512 px: with fewer images than
+# this per worker the pool does not pay (bench/hair_prepare.py: 2 workers 0.9x at 30 photos, 1.66x at 120).
+MIN_IMAGES_PER_WORKER = 32
 PNG_LEVEL = 1  # zlib level: several PNGs per image; level 6 took most of the time and saved ~15 % of the bytes
 ATTRIBUTES = ("length", "hair-width", "color", "curl", "basestyle", "bang", "side", "partition", "natural-curl",
               "damage", "loss", "melanin-color")
@@ -125,7 +128,7 @@ def prepare_hair(options: HairOptions, faces: Any, make_faces: Callable[[], Any]
 def _outcomes(jobs: list[tuple], options: HairOptions, faces: Any, make_faces: Callable[[], Any] | None,
               stage: Path) -> Iterator[tuple]:
     """Each job's outcome in order, here or in ``options.workers`` processes."""
-    workers = min(options.workers or physical_cores(), len(jobs))
+    workers = min(options.workers or physical_cores(), len(jobs) // MIN_IMAGES_PER_WORKER)
     if workers <= 1 or make_faces is None:
         yield from (_outcome(job, options, faces, stage) for job in tqdm(jobs, desc="hair"))
         return
