@@ -222,8 +222,10 @@ def test_min_snr_and_noise_offset_change_the_loss(toy_dataset, tmp_path):
 def test_half_precision_run_samples_and_exports(toy_dataset, tmp_path):
     # bf16 on the CPU takes the path fp16 takes on CUDA: a half-precision base with fp32 LoRA layers. Sampling once
     # handed fp32 latents to the bf16 VAE ("Input type (float) and bias type (c10::BFloat16)"), found on a GPU.
-    out = train(toy_dataset, tmp_path / "bf16", "--set", "mixed_precision=bf16", "--set", "sample_steps=2",
-                "--set", "sample_inference_steps=2", steps=2)
+    out = tmp_path / "bf16"  # its own process: accelerate keeps one precision per process
+    process = train_process(toy_dataset, out, "--set", "mixed_precision=bf16", "--set", "sample_steps=2",
+                            "--set", "sample_inference_steps=2", steps=2)
+    assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["mixed_precision"] == "bf16" and report["steps"] == 2
     assert len(list((out / "samples").glob("*.png"))) >= 1 and (out / "final").is_dir()
