@@ -38,19 +38,8 @@ fi
 
 if [[ " $parts " == *" trainers "* ]]; then
   data="$out/toy-data" run="$out/cuda"
-  python3 - "$data" <<'PY'
-import json, random, sys
-from pathlib import Path
-sys.path.insert(0, ".")
-from pipelines import toy_world
-folder, rng, rows = Path(sys.argv[1]), random.Random(0), []
-folder.mkdir(parents=True, exist_ok=True)
-for i in range(16):
-    scene = toy_world.random_scene(rng)
-    toy_world.render(scene, 64).save(folder / f"{i:03d}.png")
-    rows.append({"file_name": f"{i:03d}.png", "text": scene.caption})
-(folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-PY
+  python3 -c "import sys; from pathlib import Path; from tests.conftest import render_dataset
+render_dataset(Path(sys.argv[1]), 16)" "$data"
   lora=(python3 -m training.lora --preset fashion --data "$data" --profile tiny)
   part cuda_lora 60 "${lora[@]}" --output "$run-lora" --max-steps 40
   report "$run-lora" steps_per_second peak_cuda_mb micro_batch final_loss

@@ -14,7 +14,7 @@ import logging
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -276,8 +276,6 @@ def train(s: ToySettings) -> Path:
 
 def guidance_stage(pipe: StableDiffusionPipeline, s: ToySettings) -> dict[str, float]:
     """Train the UNet and text encoder on, with ``guidance_*`` settings, over the world drawn with seed + 1."""
-    from dataclasses import replace
-
     g = replace(s, unet_steps=s.guidance_steps, caption_dropout=s.guidance_dropout, max_lr=s.guidance_lr,
                 seed=s.seed + 1)
     pixels, captions = render_world(g.num_images, g.seed)
@@ -293,33 +291,28 @@ def guidance_stage(pipe: StableDiffusionPipeline, s: ToySettings) -> dict[str, f
 
 def tune_saved_guidance(source: Path, s: ToySettings) -> Path:
     """Run only the guidance stage on a saved pipeline and save it to ``s.output`` (its VAE as it was)."""
-    from diffusers import StableDiffusionPipeline
-
     start = time.monotonic()
-    pipe = StableDiffusionPipeline.from_pretrained(source, safety_checker=None, requires_safety_checker=False)
-    earlier = source / "training_report.json"
-    report = json.loads(earlier.read_text()) if earlier.is_file() else {}
+    pipe, report = _load_saved(source)
     report["guidance_stage"] = {**guidance_stage(pipe, s), "settings": asdict(s),
                                 "minutes": (time.monotonic() - start) / 60}
-    check_finite_weights([*pipe.unet.parameters(), *pipe.text_encoder.parameters()], "the guidance stage",
-                         "guidance_lr")
-    out = Path(s.output)
-    pipe.save_pretrained(out, safe_serialization=True)
-    (out / "training_report.json").write_text(json.dumps(report, indent=2))
-    log.info("saved %s", out)
-    return out
+    return _save(pipe, report, s, start)
 
 
 def tune_saved_decoder(source: Path, s: ToySettings) -> Path:
     """Run only the last stage (open-colour decoder) on a pipeline saved by an earlier ``train``."""
-    from diffusers import StableDiffusionPipeline
-
     start = time.monotonic()
-    pipe = StableDiffusionPipeline.from_pretrained(source, safety_checker=None, requires_safety_checker=False)
-    earlier = source / "training_report.json"
-    report = json.loads(earlier.read_text()) if earlier.is_file() else {}
+    pipe, report = _load_saved(source)
     report["decoder_stage_settings"] = asdict(s)
     return _finish(pipe, render_world(s.num_images, s.seed)[0], s, report, start)
+
+
+def _load_saved(source: Path) -> tuple[StableDiffusionPipeline, dict]:
+    """A pipeline saved by this recipe and its training report (empty when it has none)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(source, safety_checker=None, requires_safety_checker=False)
+    earlier = source / "training_report.json"
+    return pipe, json.loads(earlier.read_text()) if earlier.is_file() else {}
 
 
 def _finish(pipe: StableDiffusionPipeline, pixels: torch.Tensor, s: ToySettings, report: dict, start: float) -> Path:
@@ -328,8 +321,13 @@ def _finish(pipe: StableDiffusionPipeline, pixels: torch.Tensor, s: ToySettings,
                                "new_concept_judged_after": new_concept_round_trip(pipe.vae),
                                "minutes": (time.monotonic() - start) / 60}
     log.info("decoder stage: %s", report["decoder_stage"])
+    return _save(pipe, report, s, start)
+
+
+def _save(pipe: StableDiffusionPipeline, report: dict, s: ToySettings, start: float) -> Path:
+    """Write the pipeline and its report to ``s.output``, refusing weights that went non-finite."""
     weights = [p for model in (pipe.vae, pipe.unet, pipe.text_encoder) for p in model.parameters()]
-    check_finite_weights(weights, "the end of training", "vae_lr, max_lr or decoder_lr")
+    check_finite_weights(weights, "the end of training", "vae_lr, max_lr, guidance_lr or decoder_lr")
     out = Path(s.output)
     pipe.save_pretrained(out, safe_serialization=True)
     report.setdefault("minutes", (time.monotonic() - start) / 60)
