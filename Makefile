@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 ARGS ?=
 
-.PHONY: run test install install-dev chromium bench toy anime-default hair-segmenter
+.PHONY: run test install install-dev chromium bench toy toy-hair anime-default hair-segmenter
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(VENV)/.installed-dev
 # Rebuild the embedded toy model (about an hour on 2 CPU cores).
 toy: $(VENV)/.installed
 	$(PY) -m training.toy --output assets/toy-sd
+
+# Rebuild the tiny profile's hair inpainting base (about half an hour on 2 CPU cores).
+toy-hair: $(VENV)/.installed
+	$(PY) -m training.hair toy --output assets/toy-hair
 
 # Rebuild the tiny profile's default anime model (a few minutes on 2 CPU cores).
 anime-default: $(VENV)/.installed

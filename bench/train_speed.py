@@ -10,7 +10,7 @@ median window is printed. The naive loop, written below, does what diffusers' tr
 one image per forward, the VAE and the text encoder for every image, torch's default threads and AdamW. "base"
 is our trainer with every lever off, "+ lever" turns one on, "default" is the trainer's defaults. The levers:
 fused accumulation (micro_batch_size=0), the latent and text caches, the thread policy (training/runs/threads.py),
-fused AdamW and a channels-last UNet (trainer.FUSED_ADAMW_DEVICES, CHANNELS_LAST_DEVICES), and with --compile
+fused AdamW and a channels-last UNet (accel.FUSED_ADAMW_DEVICES, trainer.CHANNELS_LAST_DEVICES), and with --compile
 torch.compile (compile_unet). Under load: the default with and without the thread policy, alone and while a
 process generates images through the Generate tab's code, in turns. Final loss: the denoising MSE of the naive
 and the default LoRA on 32 held-out toy images with fixed noise. Target: default >= 2x the naive loop at a final
@@ -86,9 +86,10 @@ def run_trainer(data: Path, out: Path, gate: Gate, settings: dict[str, str], lev
         use_thread_policy()
     from training.lora import trainer
     from training.lora.cli import main
+    from training.runs import accel
     from training.lora.trainer import LoraRun
 
-    trainer.FUSED_ADAMW_DEVICES = trainer.FUSED_ADAMW_DEVICES if "adamw" in levers else ()
+    accel.FUSED_ADAMW_DEVICES = accel.FUSED_ADAMW_DEVICES if "adamw" in levers else ()
     trainer.CHANNELS_LAST_DEVICES = trainer.CHANNELS_LAST_DEVICES if "channels_last" in levers else ()
     update = LoraRun._update
 

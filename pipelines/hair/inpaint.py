@@ -44,3 +44,21 @@ def unet_input(noisy_latents: torch.Tensor, mask: torch.Tensor, masked_latents: 
     """The UNet's 9 channels, with ``mask`` (N×1×H×W at image size) downsampled to the latent grid."""
     small = F.interpolate(mask, size=noisy_latents.shape[-2:])
     return torch.cat([noisy_latents, small.to(noisy_latents.dtype), masked_latents], dim=1)
+
+
+def encode_text(text_encoders, input_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prompt embeddings, pooled embedding) as ``StableDiffusionXLInpaintPipeline.encode_prompt`` makes them.
+
+    The penultimate hidden states of both CLIP encoders side by side, and the second one's pooled projection;
+    ``input_ids`` holds one tensor per encoder.
+    """
+    hidden = []
+    for encoder, ids in zip(text_encoders, input_ids):
+        out = encoder(ids, output_hidden_states=True)
+        hidden.append(out.hidden_states[-2])
+    return torch.cat(hidden, dim=-1), out[0]
+
+
+def time_ids(height: int, width: int, batch: int) -> torch.Tensor:
+    """SDXL's size conditioning without aesthetics score: original size, crop top-left (0, 0), target size."""
+    return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32).repeat(batch, 1)

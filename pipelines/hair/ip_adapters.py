@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 
 TOKENS = 4  # the stock layout's "proj.weight" projection always makes 4 tokens
+# diffusers' ImageProjection names its linear layer image_embeds; the stock files (and the loader) say proj
+STOCK_NAMES = {"image_embeds.weight": "proj.weight", "image_embeds.bias": "proj.bias"}
 
 
 def fresh_state(unet, embed_dim: int, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
@@ -51,3 +53,30 @@ def attach(unet, states: list[dict[str, dict[str, torch.Tensor]]], scales: list[
     for p in params:
         p.requires_grad_(True)
     return params
+
+
+def _cross_attention_processors(unet) -> list:
+    """The IP-Adapter processors in the loader's order (that of ``unet.attn_processors``, self-attention skipped)."""
+    return [p for name, p in unet.attn_processors.items() if not name.endswith("attn1.processor")]
+
+
+def current_state(unet, index: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Adapter ``index`` of an attached ``unet`` in the stock layout (what ``attach`` reads back)."""
+    projection = unet.encoder_hid_proj.image_projection_layers[index]
+    image_proj = {STOCK_NAMES.get(k, k): v.detach().float().cpu().clone() for k, v in projection.state_dict().items()}
+    ip_adapter = {}
+    for n, processor in enumerate(_cross_attention_processors(unet)):
+        ip_adapter[f"{1 + 2 * n}.to_k_ip.weight"] = processor.to_k_ip[index].weight.detach().float().cpu().clone()
+        ip_adapter[f"{1 + 2 * n}.to_v_ip.weight"] = processor.to_v_ip[index].weight.detach().float().cpu().clone()
+    return {"image_proj": image_proj, "ip_adapter": ip_adapter}
+
+
+@torch.no_grad()
+def load_state(unet, index: int, state: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Copy a stock-layout state into adapter ``index`` of an attached ``unet`` (resume)."""
+    diffusers_names = {stock: ours for ours, stock in STOCK_NAMES.items()}
+    unet.encoder_hid_proj.image_projection_layers[index].load_state_dict(
+        {diffusers_names.get(k, k): v for k, v in state["image_proj"].items()})
+    for n, processor in enumerate(_cross_attention_processors(unet)):
+        processor.to_k_ip[index].weight.copy_(state["ip_adapter"][f"{1 + 2 * n}.to_k_ip.weight"])
+        processor.to_v_ip[index].weight.copy_(state["ip_adapter"][f"{1 + 2 * n}.to_v_ip.weight"])

@@ -32,6 +32,15 @@ class TextureAutoencoder(nn.Module):
         """Unit-length texture embeddings of patches in [-1, 1] (N×3×H×W, H and W divisible by 4)."""
         return self._embed(self.encoder(pixels))
 
+    def embed_masked(self, pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Unit-length texture embeddings of the hair inside ``mask`` (N×1×H×W, 1 = hair) of whole images."""
+        features = self.encoder(pixels)
+        weight = F.interpolate(mask.float(), size=features.shape[-2:], mode="area")
+        area = weight.sum((2, 3)).clamp(min=1e-6)
+        mean = (features * weight).sum((2, 3)) / area
+        std = (((features - mean[..., None, None]) ** 2 * weight).sum((2, 3)) / area).clamp(min=0).sqrt()
+        return F.normalize(self.project(torch.cat([mean, std], dim=1)), dim=1)
+
     def _embed(self, features: torch.Tensor) -> torch.Tensor:
         stats = torch.cat([features.mean((2, 3)), features.std((2, 3))], dim=1)
         return F.normalize(self.project(stats), dim=1)
@@ -56,6 +65,11 @@ def load(path: Path, device: str = "cpu") -> TextureAutoencoder:
 
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
+    return from_state(load_file(str(path), device=device), meta).to(device)
+
+
+def from_state(state: dict[str, torch.Tensor], meta: dict[str, str]) -> TextureAutoencoder:
+    """A texture encoder from its tensors and the ``width`` / ``embedding`` metadata ``save`` writes."""
     model = TextureAutoencoder(int(meta.get("width", 32)), int(meta.get("embedding", 64)))
-    model.load_state_dict(load_file(str(path), device=device))
-    return model.to(device).eval()
+    model.load_state_dict(state)
+    return model.eval()

@@ -198,3 +198,10 @@ def write_khairstyle(images: "Path", labels: "Path", count: int, seed: int = 0, 
             json.dumps(label(p, f"{stem}.jpg", rng), ensure_ascii=False), encoding="utf-8")
         portraits.append(p)
     return portraits
+
+
+def prompt(p: Portrait) -> str:
+    """The English prompt ``training.prepare hair`` writes for this portrait's label."""
+    from pipelines.hair.vocabulary import load
+
+    return load().prompt({"length": p.length, "hair-width": "보통", "color": p.color, "curl": p.curl})[0]

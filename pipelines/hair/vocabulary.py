@@ -38,6 +38,13 @@ class Vocabulary:
         """The English values of an attribute, for menus."""
         return list(dict.fromkeys(self.words.get(attribute, {}).values()))
 
+    def plain_words(self) -> list[str]:
+        """Every plain word a prompt can hold (the English values' and the prompt's own), for a toy tokenizer."""
+        import re
+
+        values = " ".join(v for attribute in sorted(self.words) for v in self.words[attribute].values())
+        return list(dict.fromkeys(re.findall(r"[a-z]+", f"{values} hairstyle with bangs".lower())))
+
     def prompt(self, attributes: dict[str, str]) -> tuple[str, list[tuple[str, str]]]:
         """The English hair prompt and the (attribute, value) pairs left out as untranslated."""
         untranslated: list[tuple[str, str]] = []

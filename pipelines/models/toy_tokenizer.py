@@ -44,12 +44,13 @@ def build_vocab_and_merges(words: list[str]) -> tuple[dict[str, int], list[tuple
     return vocab, merges
 
 
-def build_tokenizer(model_max_length: int = 32) -> CLIPTokenizer:
-    """A CLIPTokenizer for the toy world; every world word must come out as one token."""
-    vocab, merges = build_vocab_and_merges(world_words())
+def build_tokenizer(model_max_length: int = 32, words: list[str] | None = None) -> CLIPTokenizer:
+    """A CLIPTokenizer in which every word of ``words`` (default: the toy world's) is one token."""
+    words = world_words() if words is None else words
+    vocab, merges = build_vocab_and_merges(words)
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges,
                               model_max_length=model_max_length)
-    for word in world_words():
+    for word in words:
         pieces = tokenizer.tokenize(word)
         if pieces != [word + "</w>"]:
             raise RuntimeError(f"toy tokenizer splits {word!r} into {pieces}")

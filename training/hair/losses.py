@@ -13,9 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from pipelines.face_id import identity_cosine
-
-VGG16_RELUS = (3, 8, 15)  # ``features`` indices of relu1_2, relu2_2, relu3_3
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+from pipelines.hair.style import VGG16_RELUS, vgg_features
 
 
 def mask_aware_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
@@ -39,12 +37,6 @@ def identity_loss(face_id, generated: torch.Tensor, original: torch.Tensor,
     return 1 - identity_cosine(face_id, generated, original.detach(), face_boxes)
 
 
-def _vgg_input(image: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-    return ((image + 1) / 2 - mean) / std
-
-
 def _gram(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     flat = (features * weight).flatten(2)
     return flat @ flat.transpose(1, 2) / weight.flatten(2).sum(-1, keepdim=True).clamp(min=1.0)
@@ -56,16 +48,10 @@ def texture_loss(vgg, generated: torch.Tensor, target: torch.Tensor, mask: torch
 
     ``vgg`` is the ``vgg16`` role's ``features``; images in [-1, 1], mask N×1×H×W (1 = hair).
     """
-    x, y = _vgg_input(generated), _vgg_input(target.detach())
     feature = gram = torch.zeros(len(generated), device=generated.device)
-    last = max(relus)
-    for index, layer in enumerate(vgg):
-        x, y = layer(x), layer(y)
-        if index in relus:
-            weight = F.interpolate(mask.float(), size=x.shape[-2:], mode="area")
-            area = weight.sum(dim=(1, 2, 3)).clamp(min=1e-8) * x.shape[1]
-            feature = feature + ((x - y) ** 2 * weight).sum(dim=(1, 2, 3)) / area
-            gram = gram + ((_gram(x, weight) - _gram(y, weight)) ** 2).mean(dim=(1, 2))
-        if index == last:
-            break
+    for (_, x), (_, y) in zip(vgg_features(vgg, generated, relus), vgg_features(vgg, target.detach(), relus)):
+        weight = F.interpolate(mask.float(), size=x.shape[-2:], mode="area")
+        area = weight.sum(dim=(1, 2, 3)).clamp(min=1e-8) * x.shape[1]
+        feature = feature + ((x - y) ** 2 * weight).sum(dim=(1, 2, 3)) / area
+        gram = gram + ((_gram(x, weight) - _gram(y, weight)) ** 2).mean(dim=(1, 2))
     return feature, gram

@@ -7,7 +7,6 @@ to its ``config.toml``.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -16,7 +15,6 @@ from training.runs import settings as settings_io
 from training.runs.cli import split_sets
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-PROFILE_TABLES = ("tiny", "full")  # a preset's [tiny] / [full] table applies in that profile only
 UNET_ATTENTION = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_ENCODER_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
@@ -108,13 +106,12 @@ def coerce(key: str, raw: Any) -> Any:
     return settings_io.coerce(LoraSettings, key, raw, SettingsError)
 
 
-def load_preset(name: str) -> dict[str, Any]:
+def preset_path(name: str) -> Path:
     path = PRESETS_DIR / f"{name}.toml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
         raise SettingsError(f"Unknown preset {name!r}; choose one of: {known}.")
-    with path.open("rb") as f:
-        return tomllib.load(f)
+    return path
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -124,12 +121,8 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def resolve_settings(preset: str, overrides: dict[str, Any] | None = None, profile: str = "full") -> LoraSettings:
     """Defaults, then the preset, then the preset's table for ``profile``, then the overrides."""
-    table = load_preset(preset)
-    by_profile = {name: table.pop(name, {}) for name in PROFILE_TABLES}
-    values = {k: coerce(k, v) for k, v in {**table, **by_profile.get(profile, {})}.items()}
-    values.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
-    values["preset"] = preset
-    return check(LoraSettings(**values))
+    values = {**(overrides or {}), "preset": preset}
+    return check(settings_io.from_toml(LoraSettings, preset_path(preset), values, SettingsError, profile))
 
 
 # Counts that must be positive, and step counts where 0 has a meaning (never, no warm-up, keep all, native size).
@@ -150,18 +143,6 @@ def check(s: LoraSettings) -> LoraSettings:
     if not s.learning_rate > 0:  # also refuses NaN
         raise SettingsError(f"Setting learning_rate must be positive, not {s.learning_rate}.")
     return s
-
-
-INTERVALS = ("validation_steps", "checkpointing_steps", "sample_steps")
-
-
-def scale_intervals(s: LoraSettings) -> LoraSettings:
-    """``s`` with every interval that would not fire before the end cut to a quarter of the run (0 stays never).
-
-    The seed's 500-step intervals would leave a 60-step run without a checkpoint, a sample or a validation.
-    """
-    quarter = max(1, s.max_steps // 4)
-    return dataclasses.replace(s, **{key: quarter for key in INTERVALS if getattr(s, key) >= s.max_steps > quarter})
 
 
 def to_dict(s: LoraSettings) -> dict[str, Any]:

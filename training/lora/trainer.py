@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -23,13 +22,14 @@ from training.lora.batches import (Batches, Noised, augment_caption, augment_lat
 from training.lora.data import DatasetError, Example, read_captioned, read_instance_images
 from pipelines.generate.lora_files import flat, unflat
 from training.lora.model import add_adapters, export, load_lora_state, lora_state
-from training.lora.settings import INTERVALS, LoraSettings, SettingsError, scale_intervals, to_dict
+from training.lora.settings import LoraSettings, SettingsError, to_dict
+from training.runs.settings import INTERVALS, scale_intervals
+from training.runs.accel import make_accelerator, optimizer_class, rng_state, set_rng_state, weight_dtype
 from training.runs.folder import RunFolder, check_finite, check_finite_weights, run_guarded
 
 log = logging.getLogger("training.lora")
 USER_ERRORS = (DatasetError, SettingsError, ResumeError, ModelLoadError)
 # Speed levers that leave the results as they are, by device (bench/train_speed.py turns them off to measure them):
-FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # one fused kernel for all the LoRA tensors, not a Python loop over them
 CHANNELS_LAST_DEVICES = ("cpu",)  # mkldnn convolutions gain (1.16x a step); CUDA lost (0.92x, H200, gpu_train.py)
 
 
@@ -44,35 +44,9 @@ class Progress:
 
 def run(s: LoraSettings, data: Path, output: Path, profile: str, resume: str | None) -> int:
     """Train, writing ``output`` as a run folder; returns the process exit code."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
-
-    project = ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "tensorboard"))
-    # cpu=True lets accelerate see a torchrun/MPI launch without GPUs as multi-CPU (gloo) training
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(s),
-                              log_with="tensorboard", project_config=project)
+    accelerator = make_accelerator(output, s.mixed_precision)
     folder = RunFolder(output, accelerator.is_main_process)
     return run_guarded(folder, lambda: LoraRun(s, data, folder, profile, accelerator).train(resume), USER_ERRORS)
-
-
-def _rng_state() -> dict[str, torch.Tensor]:
-    """The global RNG states that dropout draws from."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():  # a CUDA run's checkpoint may resume on a CPU
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def _mixed_precision(s: LoraSettings) -> str:
-    if s.mixed_precision != "auto":
-        return s.mixed_precision
-    return "fp16" if torch.cuda.is_available() else "no"
 
 
 class LoraRun:
@@ -98,8 +72,7 @@ class LoraRun:
         self.s, self.folder, self.acc = s, folder, accelerator
         set_seed(s.seed)  # LoRA init and dropout draw from the global RNG
         self.cache_dir = default_cache_dir()
-        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision,
-                                                                                 torch.float32)
+        self.weight_dtype = weight_dtype(accelerator)
         self._resolve = lambda role: resolve(role, profile_name, env_overrides(), self.cache_dir)
         self._detector = None
         self.ref = self._resolve(s.base_model)
@@ -213,7 +186,7 @@ class LoraRun:
         if s.train_text_encoder:
             groups.append({"params": [p for p in pipe.text_encoder.parameters() if p.requires_grad],
                            "lr": s.text_encoder_lr})
-        optimizer = self._optimizer_class()(groups, betas=(s.adam_beta1, s.adam_beta2),
+        optimizer = optimizer_class(s.use_8bit_adam, acc.device)(groups, betas=(s.adam_beta1, s.adam_beta2),
                                             weight_decay=s.weight_decay, eps=s.adam_epsilon)
         names = {"constant": "constant_with_warmup", "cosine": "cosine",
                  "cosine_with_restarts": "cosine_with_restarts"}
@@ -245,18 +218,6 @@ class LoraRun:
         log.info("threads: %d, OpenMP waiting %s (training/runs/threads.py)", torch.get_num_threads(),
                  os.environ.get("OMP_WAIT_POLICY", "by default, spinning"))
         self.forward_unet = torch.compile(self.unet) if s.compile_unet else self.unet
-
-    def _optimizer_class(self):
-        if self.s.use_8bit_adam and torch.cuda.is_available():
-            try:
-                import bitsandbytes as bnb
-
-                return bnb.optim.AdamW8bit
-            except ImportError:
-                log.warning("8-bit Adam needs bitsandbytes, which is not installed; using torch AdamW.")
-        elif self.s.use_8bit_adam:
-            log.info("8-bit Adam runs on CUDA only; using torch AdamW on %s.", self.acc.device)
-        return functools.partial(torch.optim.AdamW, fused=self.acc.device.type in FUSED_ADAMW_DEVICES)
 
     # ---- the loss ---------------------------------------------------------------------------------------
     def _update_samples(self, step: int) -> Noised:
@@ -342,7 +303,7 @@ class LoraRun:
         acc = self.acc
         for model in self.trained:
             model.train()
-        samples, rng = self._update_samples(step), _rng_state()
+        samples, rng = self._update_samples(step), rng_state()
         while True:
             try:
                 total = self._accumulate(samples)
@@ -376,7 +337,7 @@ class LoraRun:
     def _retry_smaller(self, step: int, rng: dict[str, torch.Tensor]) -> None:
         """After an out-of-memory error: halve the micro-batch and rewind the step, so nothing is lost."""
         self.optimizer.zero_grad(set_to_none=True)  # the failed try's partial gradients
-        _set_rng_state(rng)  # the retry draws the same dropout masks
+        set_rng_state(rng)  # the retry draws the same dropout masks
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         self.out_of_memory_retries += 1
@@ -450,7 +411,7 @@ class LoraRun:
         check_finite_weights(self.params, f"step {p.step}", self._lower)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            rng = _rng_state()
+            rng = rng_state()
             state = {"step": p.step, "best_val": p.best_val if math.isfinite(p.best_val) else None,
                      "bad_validations": p.bad_validations, "lr_scheduler": self.lr_scheduler.state_dict()}
             target = self.folder.checkpoints / f"step-{p.step}"
@@ -465,7 +426,7 @@ class LoraRun:
         load_lora_state(self.pipe, unflat(lora))
         self.optimizer.load_state_dict(optimizer)
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        _set_rng_state(rng)
+        set_rng_state(rng)
         best = state.get("best_val")
         log.info("resuming from step %d (%s)", state["step"], path)
         self.folder.event("checkpoint", state["step"], resumed_from=str(path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import json
 import tomllib
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
@@ -40,10 +40,19 @@ def coerce(cls: type, key: str, raw: Any, error: type[Exception]) -> Any:
         raise error(f"Setting {key} must be {KIND_NAMES.get(kind, str(kind))}, not {raw!r}.") from None
 
 
-def from_toml(cls: type[T], path: Path, overrides: dict[str, Any], error: type[Exception]) -> T:
-    """``cls`` with the TOML file's values over its defaults, then ``overrides`` (both type-checked)."""
+PROFILE_TABLES = ("tiny", "full")  # a TOML file's [tiny] / [full] table applies in that profile only
+
+
+def from_toml(cls: type[T], path: Path, overrides: dict[str, Any], error: type[Exception],
+              profile: str = "full") -> T:
+    """``cls`` with the TOML file's values over its defaults, then its table for ``profile``, then ``overrides``.
+
+    Every value is type-checked; ``error`` names the first bad one.
+    """
     with Path(path).open("rb") as f:
-        values = {k: coerce(cls, k, v, error) for k, v in tomllib.load(f).items()}
+        table = tomllib.load(f)
+    by_profile = {name: table.pop(name, {}) for name in PROFILE_TABLES}
+    values = {k: coerce(cls, k, v, error) for k, v in {**table, **by_profile.get(profile, {})}.items()}
     values.update({k: coerce(cls, k, v, error) for k, v in overrides.items()})
     return cls(**values)
 
@@ -51,3 +60,16 @@ def from_toml(cls: type[T], path: Path, overrides: dict[str, Any], error: type[E
 def to_dict(settings: Any) -> dict[str, Any]:
     """The settings as plain values, in field order (for config.toml and report.json)."""
     return {f.name: getattr(settings, f.name) for f in fields(settings)}
+
+
+INTERVALS = ("validation_steps", "checkpointing_steps", "sample_steps")
+
+
+def scale_intervals(s: T) -> T:
+    """``s`` (settings with ``max_steps`` and INTERVALS) with every interval that would not fire before the end cut
+    to a quarter of the run (0 stays never).
+
+    The seed's 500-step intervals would leave a 60-step run without a checkpoint, a sample or a validation.
+    """
+    quarter = max(1, s.max_steps // 4)
+    return replace(s, **{key: quarter for key in INTERVALS if getattr(s, key) >= s.max_steps > quarter})

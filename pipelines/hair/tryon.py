@@ -1,0 +1,34 @@
+"""Painting hair with a trained hair model on the stock ``StableDiffusionXLInpaintPipeline`` (seed 000)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipelines.hair.model import adapter_embeds
+
+
+def paint(pipe, images: list[Image.Image], masks: list[Image.Image], prompts: list[str], identity: torch.Tensor,
+          style: torch.Tensor, steps: int, guidance: float, seed: int, size: int) -> list[Image.Image]:
+    """One result per portrait: the masked region (white = paint) repainted as the prompt and adapters ask.
+
+    ``pipe`` carries a model from ``pipelines.hair.model.install``; ``identity`` and ``style`` are B×D embeddings.
+    """
+    unet = pipe.unet
+    embeds = adapter_embeds(identity, style, guidance > 1)
+    return pipe(prompt=prompts, image=images, mask_image=masks, height=size, width=size, num_inference_steps=steps,
+                guidance_scale=guidance, ip_adapter_image_embeds=[e.to(unet.device, unet.dtype) for e in embeds],
+                generator=torch.Generator().manual_seed(seed)).images
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """A C×H×W tensor in [-1, 1] (C = 3, or 1 for a mask) as an image."""
+    array = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+
+
+def comparison_grid(pixels: torch.Tensor, masks: torch.Tensor, results: list[Image.Image]) -> Image.Image:
+    """Portrait | mask | result, a row per portrait (``pixels`` N×3×H×W in [-1, 1], ``masks`` N×1×H×W in [0, 1])."""
+    rows = [np.concatenate([np.asarray(to_pil(x)), np.asarray(to_pil(m * 2 - 1).convert("RGB")),
+                            np.asarray(r.convert("RGB"))], axis=1) for x, m, r in zip(pixels, masks, results)]
+    return Image.fromarray(np.concatenate(rows, axis=0))

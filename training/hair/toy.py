@@ -1,0 +1,204 @@
+"""The tiny profile's hair inpainting base, trained from scratch on the toy hair world: ``python -m training.hair toy``.
+
+An SDXL-shaped ``StableDiffusionXLInpaintPipeline`` (VAE, two CLIP text encoders and a tokenizer whose every hair
+word is one token, a 9-channel UNet with SDXL's text-time conditioning) learns to paint, inside a portrait's hair
+mask, the hair its prompt (as ``training.prepare hair`` writes it) describes. Stages: render portraits → train the
+VAE → cache image and masked-image latents → train the UNet and both text encoders jointly (captions dropped to the
+zero embedding, as the pipeline's ``force_zeros_for_empty_prompt`` expects) → save the pipeline folder.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from pipelines.hair import toy_hair
+from pipelines.hair.inpaint import encode_text, masked_image, time_ids, unet_input
+from pipelines.hair.vocabulary import load as load_vocabulary
+from pipelines.models.toy_tokenizer import build_tokenizer
+from training.hair.losses import mask_aware_mse
+from training.hair.settings import HairToySettings
+from training.runs.folder import check_finite, check_finite_weights
+from training.toy.recipe import encode_latents, to_unit, tokenize, train_vae
+
+log = logging.getLogger("training.hair")
+MASK_DILATE = 1  # pixels; what training.prepare hair grows a 64-px portrait's polygon by
+
+
+@dataclass
+class ToySet:
+    """Rendered portraits (uint8 N×3×64×64), their inpainting masks (float N×1×64×64, 1 = hair) and prompts."""
+    pixels: torch.Tensor
+    masks: torch.Tensor
+    prompts: list[str]
+
+
+def inpainting_mask(p: toy_hair.Portrait) -> np.ndarray:
+    """The portrait's hair grown by MASK_DILATE pixels, as training.prepare hair makes it from the label."""
+    import cv2
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * MASK_DILATE + 1,) * 2)
+    return cv2.dilate(toy_hair.hair_mask(p).astype(np.uint8), kernel) > 0
+
+
+def render_set(n: int, seed: int) -> ToySet:
+    rng = random.Random(seed)
+    portraits = [toy_hair.random_portrait(rng) for _ in range(n)]
+    pixels = np.stack([np.asarray(toy_hair.render(p)) for p in portraits])
+    masks = np.stack([inpainting_mask(p) for p in portraits]).astype(np.float32)
+    return ToySet(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(masks)[:, None],
+                  [toy_hair.prompt(p) for p in portraits])
+
+
+def make_vae():
+    from diffusers import AutoencoderKL
+
+    # 8 groups, not 32: a group of one channel normalises a flat colour away, and hair colours are flat.
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+                         up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(32, 64, 64),
+                         layers_per_block=1, latent_channels=4, norm_num_groups=8, sample_size=64,
+                         force_upcast=False)
+
+
+def make_text_encoders(tokenizer):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=128, num_hidden_layers=3,
+                            num_attention_heads=4, projection_dim=32, max_position_embeddings=tokenizer.model_max_length,
+                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id)
+    return CLIPTextModel(config), CLIPTextModelWithProjection(config)
+
+
+def make_unet():
+    from diffusers import UNet2DConditionModel
+
+    time_dim = 8
+    return UNet2DConditionModel(
+        sample_size=16, in_channels=9, out_channels=4, layers_per_block=1, block_out_channels=(64, 128),
+        down_block_types=("CrossAttnDownBlock2D",) * 2, up_block_types=("CrossAttnUpBlock2D",) * 2,
+        cross_attention_dim=64, attention_head_dim=(2, 4), norm_num_groups=32, use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=6 * time_dim + 32)
+
+
+def _autocast(s: HairToySettings) -> torch.autocast:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16_autocast)
+
+
+def train_denoiser(unet, text_encoders, latents: torch.Tensor, masked_latents: torch.Tensor, masks: torch.Tensor,
+                   ids: tuple[torch.Tensor, torch.Tensor], s: HairToySettings, gen: torch.Generator) -> list[float]:
+    """Epsilon prediction of the hair, both text encoders trained jointly; returns the loss per step."""
+    from diffusers import DDPMScheduler
+
+    noise_scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    params = [*unet.parameters(), *text_encoders[0].parameters(), *text_encoders[1].parameters()]
+    opt = torch.optim.AdamW(params, lr=s.max_lr, weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.max_lr, total_steps=s.unet_steps)
+    size = masks.shape[-1]
+    losses: list[float] = []
+    for step in (bar := tqdm(range(1, s.unet_steps + 1), desc="hair unet")):
+        idx = torch.randint(len(latents), (s.batch_size,), generator=gen)
+        x0, mask = latents[idx], masks[idx]
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(noise_scheduler.config.num_train_timesteps, (s.batch_size,), generator=gen)
+        keep = (torch.rand(s.batch_size, generator=gen) >= s.caption_dropout).float()
+        with _autocast(s):
+            text, pooled = encode_text(text_encoders, (ids[0][idx], ids[1][idx]))
+            text, pooled = text * keep.view(-1, 1, 1), pooled * keep.view(-1, 1)  # dropped = zero, as the pipeline
+            pred = unet(unet_input(noise_scheduler.add_noise(x0, noise, t), mask, masked_latents[idx]), t,
+                        encoder_hidden_states=text,
+                        added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids(size, size, s.batch_size)}).sample
+        loss = mask_aware_mse(pred, noise, mask, s.outside_weight).mean()
+        losses.append(loss.item())
+        check_finite(losses[-1], "UNet loss", f"UNet step {step}", f"max_lr (now {s.max_lr:g})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    return losses
+
+
+def train(s: HairToySettings) -> Path:
+    """Run every stage and write the pipeline folder to ``s.output``; returns its path."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline
+
+    start = time.monotonic()
+    torch.manual_seed(s.seed)
+    gen = torch.Generator().manual_seed(s.seed)
+    tokenizer = build_tokenizer(s.text_max_length, load_vocabulary().plain_words())
+    data = render_set(s.num_images, s.seed)
+    vae = make_vae()
+    vae_mse = train_vae(vae, data.pixels, s, gen)
+    vae.eval()
+    latents = encode_latents(vae, data.pixels)
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    blanked = ((masked_image(to_unit(data.pixels), data.masks) + 1) * 127.5).round().to(torch.uint8)
+    latents, masked_latents = (x * vae.config.scaling_factor for x in (latents, encode_latents(vae, blanked)))
+    log.info("hair vae mse %.4f, latent scaling factor %.3f", vae_mse, vae.config.scaling_factor)
+
+    unet, text_encoders = make_unet(), make_text_encoders(tokenizer)
+    ids = tokenize(tokenizer, data.prompts)
+    losses = train_denoiser(unet, text_encoders, latents, masked_latents, data.masks, (ids, ids), s, gen)
+    scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                       steps_offset=1, timestep_spacing="leading")
+    pipe = StableDiffusionXLInpaintPipeline(
+        vae=vae, text_encoder=text_encoders[0].eval(), text_encoder_2=text_encoders[1].eval(), tokenizer=tokenizer,
+        tokenizer_2=tokenizer, unet=unet.eval(), scheduler=scheduler, requires_aesthetics_score=False,
+        force_zeros_for_empty_prompt=True, add_watermarker=False)
+    weights = [p for model in (vae, unet, *text_encoders) for p in model.parameters()]
+    check_finite_weights(weights, "the end of training", "vae_lr or max_lr")
+    out = Path(s.output)
+    pipe.save_pretrained(out, safe_serialization=True)
+    report = {"settings": asdict(s), "vae_mse": vae_mse, "final_loss": float(np.mean(losses[-100:])),
+              "minutes": round((time.monotonic() - start) / 60, 1), "torch_threads": torch.get_num_threads()}
+    (out / "training_report.json").write_text(json.dumps(report, indent=2))
+    log.info("saved %s (%.1f min)", out, report["minutes"])
+    return out
+
+
+def held_out_requests(count: int, seed: int) -> list[tuple[toy_hair.Portrait, toy_hair.Portrait]]:
+    """(portrait, the same person with another colour and another texture) pairs, drawn apart from training."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(count):
+        p = toy_hair.random_portrait(rng)
+        color = rng.choice([c for c in toy_hair.COLORS if c != p.color])
+        curl = next(c for c in toy_hair.CURLS if c != p.curl)
+        pairs.append((p, p.with_hair(color=color, curl=curl)))
+    return pairs
+
+
+@torch.no_grad()
+def judged_accuracy(pipe, count: int = 48, seed: int = 1_000, steps: int = 20, guidance: float = 4.0,
+                    batch: int = 16, extra=None) -> dict[str, float]:
+    """Share of held-out try-ons whose hair (inside the portrait's hair mask) the toy judge reads as the requested
+    colour and texture.
+
+    ``extra(pairs)``: more pipeline arguments for a chunk of (portrait, target) pairs, e.g. adapter embeddings.
+    """
+    from PIL import Image
+
+    hits = {"color": 0, "texture": 0}
+    pairs = held_out_requests(count, seed)
+    for i in range(0, count, batch):
+        chunk = pairs[i:i + batch]
+        images = pipe(prompt=[toy_hair.prompt(target) for _, target in chunk],
+                      image=[toy_hair.render(p) for p, _ in chunk],
+                      mask_image=[Image.fromarray(inpainting_mask(p).astype(np.uint8) * 255) for p, _ in chunk],
+                      height=toy_hair.SIZE, width=toy_hair.SIZE, num_inference_steps=steps, guidance_scale=guidance,
+                      generator=torch.Generator().manual_seed(seed + i), **(extra(chunk) if extra else {})).images
+        for image, (p, target) in zip(images, chunk):
+            verdict = toy_hair.judge(image, toy_hair.hair_mask(p))
+            hits["color"] += verdict.color == target.color
+            hits["texture"] += verdict.curl == target.curl
+    return {k: round(v / count, 3) for k, v in hits.items()}
