@@ -35,9 +35,15 @@ def events(run, kind):
     return [e for e in map(json.loads, lines) if e["kind"] == kind]
 
 
-def test_a_short_run_writes_its_folder_and_a_model_the_stock_pipeline_runs(prepared, tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def short_run(prepared, tmp_path_factory):
+    run = tmp_path_factory.mktemp("hair-short") / "run"
     assert main(["inpaint", "--data", str(prepared), "--output", str(run), *SHORT, "--set", "max_steps=4"]) == 0
+    return run
+
+
+def test_a_short_run_writes_its_folder_and_a_model_the_stock_pipeline_runs(short_run):
+    run = short_run
     train = events(run, "train")
     assert [e["step"] for e in train] == [1, 2, 3, 4]
     # every loss of seed 000 is logged apart; identity and texture only count at low-noise timesteps
@@ -91,3 +97,60 @@ def test_a_model_file_that_is_not_a_hair_model_is_named(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(hair_model.HairModelError, match="junk.safetensors cannot be read"):
         hair_model.load(tmp_path / "junk.safetensors")
+
+
+def test_evaluation_reports_masked_metrics_and_the_gate_refuses_or_marks(short_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ATELIER_MODELS", str(tmp_path / "models"))
+    evaluate = ["evaluate", "--run", str(short_run), "--profile", "tiny", "--steps", "2", "--export", "toy-v1"]
+    # a gate no 4-step model meets: refused with one sentence, nothing exported
+    assert main([*evaluate, "--max-lpips", "0.0001"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # (after the pipeline's progress bars)
+    assert err.startswith("training.hair: Not exported") and "--force" in err
+    assert not (tmp_path / "models" / "hair" / "toy-v1.safetensors").exists()
+    report = json.loads((short_run / "evaluation" / "report.json").read_text())
+    assert report["count"] == 4 and report["gate"]["passed"] is False  # the run's 4 held-out portraits (of 40)
+    assert 0 <= report["lpips"] and 0 < report["psnr"] and -1 <= report["ssim"] <= 1 and -1 <= report["identity"] <= 1
+    assert (short_run / "evaluation" / "results.png").is_file()
+
+    assert main([*evaluate, "--max-lpips", "0.0001", "--force"]) == 0
+    exported = hair_model.load(tmp_path / "models" / "hair" / "toy-v1.safetensors")
+    assert exported.metadata["gate_passed"] == "false" and exported.metadata["forced"] == "true"
+    assert json.loads(exported.metadata["metrics"])["lpips"] == pytest.approx(report["lpips"], abs=1e-4)
+    assert "token" not in json.dumps(exported.metadata).lower()
+
+
+def test_all_runs_every_stage_once_and_resumes_where_it_stopped(prepared, tmp_path):
+    images, labels, out = prepared.parent / "images", prepared.parent / "labels", tmp_path / "all"
+    command = ["all", "--images", str(images), "--labels", str(labels), "--output", str(out), "--profile", "tiny",
+               "--set", "texture.steps=4", "--set", "inpaint.max_steps=4", "--set", "inpaint.batch_size=2",
+               "--set", "inpaint.checkpointing_steps=2", "--set", "inpaint.sample_steps=0",
+               "--set", "inpaint.sample_inference_steps=2"]
+    assert main(command) == 0
+    assert (out / "texture" / "final" / "texture.safetensors").is_file()
+    model = hair_model.load(out / "inpaint" / "final" / "hair_model.safetensors")
+    assert model.texture  # the stage-1 encoder joined the style tokens, and travels with the model
+    assert (out / "inpaint" / "evaluation" / "report.json").is_file()
+
+    # an interrupted inpaint stage (no final weights, checkpoints left) resumes; finished stages are skipped
+    for path in (out / "inpaint" / "final", out / "inpaint" / "evaluation", out / "inpaint" / "checkpoints" / "step-4"):
+        __import__("shutil").rmtree(path)
+    assert main(command) == 0
+    log = (out / "pipeline.log").read_text()
+    assert "prepare is complete" in log and "texture is complete" in log
+    assert "inpaint (resuming from its latest checkpoint)" in log
+    assert (out / "inpaint" / "final" / "hair_model.safetensors").is_file()
+
+
+def test_full_unet_fine_tuning_saves_the_whole_unet_and_installs_it(prepared, tmp_path):
+    from diffusers import StableDiffusionXLInpaintPipeline
+
+    run = tmp_path / "full"
+    assert main(["inpaint", "--data", str(prepared), "--output", str(run), *SHORT, "--set", "max_steps=2", "--set",
+                 "full_unet=true", "--set", "sample_steps=0", "--set", "validation_steps=0"]) == 0
+    model = hair_model.load(run / "final" / "hair_model.safetensors")
+    assert model.unet and not model.lora and not any("to_k_ip" in k for k in model.unet)
+    pipe = StableDiffusionXLInpaintPipeline.from_pretrained(model.metadata["base_model"])
+    before = pipe.unet.conv_in.weight.detach().clone()
+    hair_model.install(pipe, model)
+    assert not torch.equal(before, pipe.unet.conv_in.weight) and torch.equal(pipe.unet.conv_in.weight,
+                                                                            model.unet["conv_in.weight"])

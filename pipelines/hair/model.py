@@ -25,8 +25,9 @@ class HairModelError(ValueError):
 
 @dataclass
 class HairModel:
-    lora: dict[str, torch.Tensor]  # PEFT state of the UNet's LoRA (empty when the whole UNet was trained)
     adapters: dict[str, dict[str, dict[str, torch.Tensor]]]  # name -> stock IP-Adapter state
+    lora: dict[str, torch.Tensor] = field(default_factory=dict)  # PEFT state of the UNet's LoRA
+    unet: dict[str, torch.Tensor] = field(default_factory=dict)  # the whole UNet, when it was fine-tuned instead
     metadata: dict[str, str] = field(default_factory=dict)
     texture: dict[str, torch.Tensor] = field(default_factory=dict)  # stage-1 encoder, when it joins the style
 
@@ -46,6 +47,7 @@ class HairModel:
 def to_tensors(model: HairModel) -> dict[str, torch.Tensor]:
     """The model's tensors under the file's keys (fp32, on the CPU)."""
     tensors = {f"unet_lora.{k}": v for k, v in model.lora.items()}
+    tensors.update({f"unet.{k}": v for k, v in model.unet.items()})
     tensors.update({f"texture.{k}": v for k, v in model.texture.items()})
     for name, state in model.adapters.items():
         for part, values in state.items():
@@ -56,13 +58,14 @@ def to_tensors(model: HairModel) -> dict[str, torch.Tensor]:
 def from_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> HairModel:
     lora = {k.removeprefix("unet_lora."): v for k, v in tensors.items() if k.startswith("unet_lora.")}
     texture = {k.removeprefix("texture."): v for k, v in tensors.items() if k.startswith("texture.")}
+    unet = {k.removeprefix("unet."): v for k, v in tensors.items() if k.startswith("unet.")}
     adapters: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
     for key, value in tensors.items():
         name, _, rest = key.partition(".")
         if name in ADAPTERS:
             part, _, inner = rest.partition(".")
             adapters.setdefault(name, {}).setdefault(part, {})[inner] = value
-    return HairModel(lora=lora, adapters=adapters, metadata=dict(metadata or {}), texture=texture)
+    return HairModel(adapters=adapters, lora=lora, unet=unet, metadata=dict(metadata or {}), texture=texture)
 
 
 def save(path: Path, model: HairModel) -> None:
@@ -98,6 +101,12 @@ def install(pipe, model: HairModel, scales: tuple[float, float] = (1.0, 1.0)) ->
     """Put the model's LoRA and adapters on ``pipe``'s UNet (in place); ``scales``: identity, style."""
     from peft.utils import set_peft_model_state_dict
 
+    if model.unet:
+        missing = set(model.unet) - set(pipe.unet.state_dict())
+        if missing:
+            raise HairModelError(f"The hair model's UNet does not fit this base ({sorted(missing)[0]} unknown); use "
+                                 f"the base it was trained on ({model.metadata.get('base_model', 'unknown')}).")
+        pipe.unet.load_state_dict(model.unet, strict=False)
     if model.lora:
         add_lora(pipe.unet, model.lora_config)
         set_peft_model_state_dict(pipe.unet, model.lora)

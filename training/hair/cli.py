@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, value in asdict(HairToySettings()).items():
         kind = {"bool": lambda v: v.lower() in ("1", "true", "yes")}.get(type(value).__name__, type(value))
         toy.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
+    toy.add_argument("--tryon-only", action="store_true", help="run only stage 2 on the base already in --output")
     return parser
 
 
@@ -165,10 +166,12 @@ def _train_toy(args: argparse.Namespace) -> int:
         raise UsageError(f"--{bad[0].replace('_', '-')} must be positive, not {values[bad[0]]}.")
     s = HairToySettings(**values)
     check_output(Path(s.output))
-    from training.hair.toy import train
+    if args.tryon_only and not (Path(s.output) / "model_index.json").is_file():
+        raise UsageError(f"--tryon-only: {s.output} holds no toy hair base (no model_index.json); train it first.")
+    from training.hair.toy import train, tryon_only
 
     try:
-        train(s)
+        (tryon_only if args.tryon_only else train)(s)
     except NonFiniteLoss as err:
         log.error("%s", err)
         return 2

@@ -43,7 +43,6 @@ def models_dir() -> Path:
 def evaluate(run: Path, data: Path | None, profile: str, options: EvalOptions = EvalOptions(),
              gate: Gate = Gate()) -> dict:
     """Score ``run``'s final model on ``data`` (None: the portraits the run held out); writes and returns the report."""
-    from pipelines.models import loaders
     from pipelines.models.registry import env_overrides, resolve
     from pipelines.models.runtime import default_cache_dir, load_model
 
@@ -54,7 +53,7 @@ def evaluate(run: Path, data: Path | None, profile: str, options: EvalOptions = 
     def role(name: str):
         return load_model(resolve(name, profile, env_overrides(), default_cache_dir()), device, torch.float32)
 
-    pipe = loaders.load("sdxl_inpaint", model.metadata["base_model"], device=device, dtype=torch.float32)
+    pipe = role("sdxl_inpaint")  # the live profile's base: what the run trained on, unless overridden
     pipe.set_progress_bar_config(disable=True)
     widen_to_inpaint(pipe.unet)
     hair_model.install(pipe, model)

@@ -41,15 +41,16 @@ STYLE_ENCODER = "vgg16 masked feature statistics"
 
 
 def run(s: InpaintSettings, data: Path, output: Path, profile: str, resume: str | None = None,
-        texture: Path | None = None) -> int:
+        texture: Path | None = None, base: str | None = None) -> int:
     """Train, writing ``output`` as a run folder; returns the process exit code.
 
-    ``texture``: a stage-1 run (or its texture.safetensors) whose embedding joins the style tokens.
+    ``texture``: a stage-1 run (or its texture.safetensors) whose embedding joins the style tokens; ``base``: another
+    inpainting base than the profile's ``sdxl_inpaint`` (a hub id or folder).
     """
     accelerator = make_accelerator(output, s.mixed_precision)
     folder = RunFolder(output, accelerator.is_main_process)
-    return run_guarded(folder, lambda: InpaintRun(s, Path(data), folder, profile, accelerator, texture).train(resume),
-                       USER_ERRORS)
+    return run_guarded(folder, lambda: InpaintRun(s, Path(data), folder, profile, accelerator, texture, base).train(
+        resume), USER_ERRORS)
 
 
 def load_texture(path: Path):
@@ -67,6 +68,12 @@ def load_texture(path: Path):
     return texture_model.load(file), {k: meta[k] for k in ("width", "embedding") if k in meta}
 
 
+def unet_weights(unet) -> dict[str, torch.Tensor]:
+    """A fully fine-tuned UNet's own weights: everything but the adapters (saved apart, in the stock layout)."""
+    return {k: v.detach().float().cpu() for k, v in unet.state_dict().items()
+            if not k.startswith("encoder_hid_proj.") and ".processor." not in k}
+
+
 def step_generator(seed: int, step: int, micro: int = 0, rank: int = 0) -> torch.Generator:
     """The generator of one micro-batch: what it draws depends on nothing but these numbers."""
     return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 101 + micro) * 1_009 + rank)
@@ -76,7 +83,7 @@ class InpaintRun:
     """One stage-2 run: models, data and optimiser set up in __init__, then ``train``."""
 
     def __init__(self, s: InpaintSettings, data: Path, folder: RunFolder, profile: str, accelerator,
-                 texture: Path | None = None):
+                 texture: Path | None = None, base: str | None = None):
         folder.stage("loading")
         from accelerate.utils import set_seed
         from diffusers import DDPMScheduler
@@ -92,9 +99,10 @@ class InpaintRun:
         device, self.dtype = str(accelerator.device), weight_dtype(accelerator)
 
         def role(name: str, dtype: torch.dtype = torch.float32):
-            return load_model(resolve(name, profile_name, env_overrides(), default_cache_dir()), device, dtype)
+            overrides = {**env_overrides(), **({"sdxl_inpaint": base} if base else {})}
+            return load_model(resolve(name, profile_name, overrides, default_cache_dir()), device, dtype)
 
-        self.base_ref = resolve("sdxl_inpaint", profile_name, env_overrides(), default_cache_dir()).ref
+        self.base_ref = base or resolve("sdxl_inpaint", profile_name, env_overrides(), default_cache_dir()).ref
         self.pipe = role("sdxl_inpaint", self.dtype)
         self.pipe.set_progress_bar_config(disable=True)
         self.vgg, self.face_id = role("vgg16"), role("face_id")
@@ -133,15 +141,21 @@ class InpaintRun:
         for module in (unet, self.pipe.vae, self.pipe.text_encoder, self.pipe.text_encoder_2, self.vgg, self.face_id):
             module.requires_grad_(False)
         widen_to_inpaint(unet)
-        hair_model.add_lora(unet, self.lora_config)
-        lora = [p for p in unet.parameters() if p.requires_grad]
+        if not self.s.full_unet:
+            hair_model.add_lora(unet, self.lora_config)
+        base = [p for p in unet.parameters() if p.requires_grad]
         states = [ip_adapters.fresh_state(unet, self.dims[name], seed=self.s.seed + i)
                   for i, name in enumerate(hair_model.ADAPTERS)]
         adapters = ip_adapters.attach(unet, states, scales=[1.0, 1.0])
+        if self.s.full_unet:  # every UNet weight but the adapters' (their own group)
+            ids = {id(p) for p in adapters}
+            base = [p for p in unet.parameters() if id(p) not in ids]
+            for p in base:
+                p.requires_grad_(True)
         unet.to(self.acc.device)
-        for p in lora + adapters:  # trained in fp32 on top of a half-precision base
+        for p in base + adapters:  # trained in fp32 (a full fine-tune wants a full-precision base on the GPU)
             p.data = p.data.float()
-        return {"lora": lora, "adapters": adapters}
+        return {"unet": base, "adapters": adapters}
 
     def _setup_optimisation(self) -> None:
         from diffusers.optimization import get_scheduler
@@ -149,7 +163,7 @@ class InpaintRun:
         s = self.s
         if s.gradient_checkpointing:
             self.pipe.unet.enable_gradient_checkpointing()
-        groups = [{"params": self.params["lora"], "lr": s.learning_rate},
+        groups = [{"params": self.params["unet"], "lr": s.learning_rate},
                   {"params": self.params["adapters"], "lr": s.adapter_learning_rate}]
         optimizer = optimizer_class(s.use_8bit_adam, self.acc.device)(groups, weight_decay=1e-2)
         names = {"constant": "constant_with_warmup", "cosine": "cosine", "cosine_with_restarts": "cosine_with_restarts"}
@@ -165,15 +179,19 @@ class InpaintRun:
         return load_batch([examples[i] for i in index], self.resolution)
 
     def _text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt and pooled embeddings of the frozen text encoders, computed once per prompt."""
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
-        if missing:
-            pipe = self.pipe
-            ids = [tok(missing, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                       return_tensors="pt").input_ids.to(self.acc.device) for tok in (pipe.tokenizer, pipe.tokenizer_2)]
-            with torch.no_grad():
-                text, pooled = encode_text((pipe.text_encoder, pipe.text_encoder_2), ids)
-            self._text_cache.update({p: (text[i], pooled[i]) for i, p in enumerate(missing)})
+        """Prompt and pooled embeddings of the frozen text encoders, computed once per prompt.
+
+        One prompt at a time: a batch's numerics depend on its other rows, and a resumed run meets its prompts in
+        other company than the uninterrupted one did.
+        """
+        pipe = self.pipe
+        for prompt in dict.fromkeys(prompts):
+            if prompt not in self._text_cache:
+                ids = [tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
+                           return_tensors="pt").input_ids.to(self.acc.device) for tok in (pipe.tokenizer, pipe.tokenizer_2)]
+                with torch.no_grad():
+                    text, pooled = encode_text((pipe.text_encoder, pipe.text_encoder_2), ids)
+                self._text_cache[prompt] = (text[0], pooled[0])
         text, pooled = zip(*(self._text_cache[p] for p in prompts))
         return torch.stack(text), torch.stack(pooled)
 
@@ -240,7 +258,7 @@ class InpaintRun:
             acc.backward(loss)
             for k, v in {"loss": loss * s.gradient_accumulation_steps, **parts}.items():
                 totals[k] = totals.get(k, 0.0) + v.mean().item() / s.gradient_accumulation_steps
-        acc.clip_grad_norm_(self.params["lora"] + self.params["adapters"], 1.0)
+        acc.clip_grad_norm_(self.params["unet"] + self.params["adapters"], 1.0)
         self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -312,19 +330,20 @@ class InpaintRun:
 
         unet = self.acc.unwrap_model(self.unet)
         adapters = {name: ip_adapters.current_state(unet, i) for i, name in enumerate(hair_model.ADAPTERS)}
-        metadata = {"base_model": self.base_ref, "lora_config": json.dumps(self.lora_config),
+        metadata = {"base_model": self.base_ref, "lora_config": json.dumps({} if self.s.full_unet else self.lora_config),
                     "identity_dim": str(self.dims["identity"]), "style_dim": str(self.dims["style"]),
                     "style_encoder": STYLE_ENCODER, "resolution": str(self.resolution),
                     "settings": json.dumps(to_dict(self.s))}
-        lora = {k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(unet).items()}
+        weights = {"unet": unet_weights(unet)} if self.s.full_unet else {
+            "lora": {k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(unet).items()}}
         texture = {}
         if self.texture is not None:
             metadata["texture_config"] = json.dumps(self.texture_config)
             texture = {k: v.detach().float().cpu() for k, v in self.texture.state_dict().items()}
-        return hair_model.HairModel(lora=lora, adapters=adapters, metadata=metadata, texture=texture)
+        return hair_model.HairModel(adapters=adapters, metadata=metadata, texture=texture, **weights)
 
     def _checkpoint(self, step: int) -> None:
-        check_finite_weights(self.params["lora"] + self.params["adapters"], f"step {step}",
+        check_finite_weights(self.params["unet"] + self.params["adapters"], f"step {step}",
                              "learning_rate and adapter_learning_rate")
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
@@ -343,7 +362,10 @@ class InpaintRun:
                                                                         self.folder.root, checkpoint.load)
         saved = hair_model.from_tensors(tensors)
         unet = self.acc.unwrap_model(self.unet)
-        set_peft_model_state_dict(unet, saved.lora)
+        if saved.unet:
+            unet.load_state_dict(saved.unet, strict=False)
+        else:
+            set_peft_model_state_dict(unet, saved.lora)
         for i, name in enumerate(hair_model.ADAPTERS):
             ip_adapters.load_state(unet, i, saved.adapters[name])
         self.optimizer.load_state_dict(optimizer)

@@ -60,6 +60,9 @@ class HairToySettings:
     outside_weight: float = 0.25  # of the noise error outside the mask (inside counts 1)
     text_max_length: int = 24
     bf16_autocast: bool = True
+    adapter_portraits: int = 400  # toy K-Hairstyle set stage 2 trains the default hair model on
+    adapter_steps: int = 300
+    judge_count: int = 48  # held-out try-ons the report's accuracies are judged on
     output: str = "assets/toy-hair"
 
 
@@ -76,6 +79,7 @@ class InpaintSettings:
     rank: int = 32
     alpha: int = 32
     target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    full_unet: bool = False  # fine-tune every UNet weight instead of a LoRA (large GPUs; the file holds the UNet)
     resolution: int = 0  # 0 = the base model's native size (1024 for SDXL)
     mixed_precision: str = "auto"  # auto (fp16 on CUDA), no, fp16 or bf16
     gradient_checkpointing: bool = True

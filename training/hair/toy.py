@@ -4,7 +4,9 @@ An SDXL-shaped ``StableDiffusionXLInpaintPipeline`` (VAE, two CLIP text encoders
 word is one token, a 9-channel UNet with SDXL's text-time conditioning) learns to paint, inside a portrait's hair
 mask, the hair its prompt (as ``training.prepare hair`` writes it) describes. Stages: render portraits → train the
 VAE → cache image and masked-image latents → train the UNet and both text encoders jointly (captions dropped to the
-zero embedding, as the pipeline's ``force_zeros_for_empty_prompt`` expects) → save the pipeline folder.
+zero embedding, as the pipeline's ``force_zeros_for_empty_prompt`` expects) → save the pipeline folder → stage 2
+(``training.hair inpaint`` with its [tiny] settings) on a prepared toy K-Hairstyle set: the default hair model,
+saved in the folder as ``tryon.safetensors``. ``training_report.json`` holds the judged accuracy of both.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from training.runs.folder import check_finite, check_finite_weights
 from training.toy.recipe import encode_latents, to_unit, tokenize, train_vae
 
 log = logging.getLogger("training.hair")
+TRYON_FILE = "tryon.safetensors"  # the tiny profile's default hair model, beside its base
 MASK_DILATE = 1  # pixels; what training.prepare hair grows a 64-px portrait's polygon by
 
 
@@ -160,10 +163,58 @@ def train(s: HairToySettings) -> Path:
     out = Path(s.output)
     pipe.save_pretrained(out, safe_serialization=True)
     report = {"settings": asdict(s), "vae_mse": vae_mse, "final_loss": float(np.mean(losses[-100:])),
-              "minutes": round((time.monotonic() - start) / 60, 1), "torch_threads": torch.get_num_threads()}
+              "base_minutes": round((time.monotonic() - start) / 60, 1), "torch_threads": torch.get_num_threads(),
+              "base_judged": judged_accuracy(pipe, s.judge_count)}
+    log.info("saved the base in %s (%.1f min); judged with words: %s", out, report["base_minutes"],
+             report["base_judged"])
+    report["tryon"] = train_tryon(out, s)
+    report["minutes"] = round((time.monotonic() - start) / 60, 1)
     (out / "training_report.json").write_text(json.dumps(report, indent=2))
-    log.info("saved %s (%.1f min)", out, report["minutes"])
     return out
+
+
+def tryon_only(s: HairToySettings) -> Path:
+    """Run only stage 2 on the base already saved in ``s.output``, adding its figures to the training report."""
+    out = Path(s.output)
+    path = out / "training_report.json"
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    report["tryon"] = train_tryon(out, s)
+    path.write_text(json.dumps(report, indent=2))
+    return out
+
+
+def train_tryon(base: Path, s: HairToySettings) -> dict:
+    """Stage 2 with its [tiny] settings on a prepared toy set; saves ``base/tryon.safetensors``, returns its figures."""
+    import tempfile
+
+    from diffusers import StableDiffusionXLInpaintPipeline
+
+    from pipelines.hair import model as hair_model
+    from training.hair.inpaint import run
+    from training.hair.settings import inpaint_settings
+    from training.prepare.hair import HairOptions, prepare_hair
+
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="toy-tryon-") as tmp:
+        root = Path(tmp)
+        toy_hair.write_khairstyle(root / "images", root / "labels", s.adapter_portraits, seed=s.seed + 7)
+        prepare_hair(HairOptions(images=root / "images", labels_dir=root / "labels", out=root / "data"), None)
+        settings = inpaint_settings({"max_steps": s.adapter_steps, "seed": s.seed}, "tiny")
+        if run(settings, root / "data", root / "run", "tiny", base=str(base)):
+            raise RuntimeError(f"stage 2 on the toy set failed; see {root / 'run' / 'train.log'}")
+        model = hair_model.load(root / "run" / "final" / "hair_model.safetensors")
+    model.metadata["base_model"] = "toy-hair (the tiny profile's sdxl_inpaint)"
+    hair_model.save(base / TRYON_FILE, model)
+    pipe = StableDiffusionXLInpaintPipeline.from_pretrained(base)
+    pipe.set_progress_bar_config(disable=True)
+    n = s.judge_count
+    without = tryon_accuracy(pipe, None, reference=True, count=n)
+    hair_model.install(pipe, model)
+    figures = {"settings": asdict(settings), "minutes": round((time.monotonic() - start) / 60, 1),
+               "words": tryon_accuracy(pipe, model, reference=False, count=n), "reference_without_adapters": without,
+               "reference": tryon_accuracy(pipe, model, reference=True, count=n)}
+    log.info("toy try-on model: %s", figures)
+    return figures
 
 
 def held_out_requests(count: int, seed: int) -> list[tuple[toy_hair.Portrait, toy_hair.Portrait]]:
@@ -180,11 +231,13 @@ def held_out_requests(count: int, seed: int) -> list[tuple[toy_hair.Portrait, to
 
 @torch.no_grad()
 def judged_accuracy(pipe, count: int = 48, seed: int = 1_000, steps: int = 20, guidance: float = 4.0,
-                    batch: int = 16, extra=None) -> dict[str, float]:
+                    batch: int = 16, extra=None, prompt=toy_hair.prompt,
+                    identity_cosines: list[float] | None = None) -> dict[str, float]:
     """Share of held-out try-ons whose hair (inside the portrait's hair mask) the toy judge reads as the requested
     colour and texture.
 
-    ``extra(pairs)``: more pipeline arguments for a chunk of (portrait, target) pairs, e.g. adapter embeddings.
+    ``extra(pairs)``: more pipeline arguments for a chunk of (portrait, target) pairs, e.g. adapter embeddings;
+    ``prompt(target)``: the prompt asked; ``identity_cosines`` collects the toy identity cosine of each result's face.
     """
     from PIL import Image
 
@@ -192,7 +245,7 @@ def judged_accuracy(pipe, count: int = 48, seed: int = 1_000, steps: int = 20, g
     pairs = held_out_requests(count, seed)
     for i in range(0, count, batch):
         chunk = pairs[i:i + batch]
-        images = pipe(prompt=[toy_hair.prompt(target) for _, target in chunk],
+        images = pipe(prompt=[prompt(target) for _, target in chunk],
                       image=[toy_hair.render(p) for p, _ in chunk],
                       mask_image=[Image.fromarray(inpainting_mask(p).astype(np.uint8) * 255) for p, _ in chunk],
                       height=toy_hair.SIZE, width=toy_hair.SIZE, num_inference_steps=steps, guidance_scale=guidance,
@@ -201,4 +254,44 @@ def judged_accuracy(pipe, count: int = 48, seed: int = 1_000, steps: int = 20, g
             verdict = toy_hair.judge(image, toy_hair.hair_mask(p))
             hits["color"] += verdict.color == target.color
             hits["texture"] += verdict.curl == target.curl
+            if identity_cosines is not None:
+                found = toy_hair.face_identity(image)
+                original = toy_hair.face_identity(toy_hair.render(p))[1]
+                identity_cosines.append(float(found[1] @ original) if found else 0.0)
     return {k: round(v / count, 3) for k, v in hits.items()}
+
+
+def tryon_accuracy(pipe, model, reference: bool, count: int = 48, seed: int = 2_000) -> dict[str, float]:
+    """Judged accuracy of toy try-ons, and the toy identity cosine of the face before anything is blended back.
+
+    ``reference``: the requested hair comes from another portrait's hair through the style adapter and the prompt
+    names only the length; else the prompt asks for it and the style embedding is dropped (zero). ``model`` None
+    runs the pipeline as it is, without adapters, for comparison.
+    """
+    from pipelines.hair.model import adapter_embeds
+    from pipelines.hair.style import style_embedding
+    from pipelines.hair.vocabulary import load as vocabulary
+    from pipelines.models.registry import resolve
+    from pipelines.models.runtime import default_cache_dir, load_model
+
+    vgg = load_model(resolve("vgg16", "tiny", {}, default_cache_dir()), "cpu", torch.float32)
+    texture = model.texture_encoder() if model is not None else None
+    rng = random.Random(seed + 1)
+    cosines: list[float] = []
+
+    def extra(chunk):
+        if model is None:
+            return {}
+        refs = [toy_hair.random_portrait(rng, color=t.color, curl=t.curl) for _, t in chunk]
+        pixels = to_unit(torch.stack([torch.from_numpy(np.asarray(toy_hair.render(r))).permute(2, 0, 1) for r in refs]))
+        masks = torch.stack([torch.from_numpy(inpainting_mask(r).astype(np.float32))[None] for r in refs])
+        style = style_embedding(vgg, pixels, masks, texture)
+        identity = torch.stack([torch.from_numpy(toy_hair.face_identity(toy_hair.render(p))[1]) for p, _ in chunk])
+        return {"ip_adapter_image_embeds": adapter_embeds(identity, style if reference else style * 0, guidance=True)}
+
+    def length_only(target: toy_hair.Portrait) -> str:
+        return vocabulary().prompt({"length": target.length, "hair-width": "보통"})[0]
+
+    judged = judged_accuracy(pipe, count, seed, extra=extra, prompt=length_only if reference else toy_hair.prompt,
+                             identity_cosines=cosines)
+    return {**judged, "identity_cosine_before_blending": round(float(np.mean(cosines)), 3)}
