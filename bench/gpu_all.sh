@@ -2,7 +2,7 @@
 # Every GPU figure in one go, for a lent GPU machine (each part time-limited, one log per part in OUT_DIR):
 #   bash bench/gpu_all.sh OUT_DIR [PART ...]      PART: benches trainers (default: both)
 # benches: gpu_train (LoRA step vs naive, VRAM), gpu_hair (SDXL-sized hair inpainting step, VRAM), gpu_anime (img/s).
-# trainers: the real LoRA and anime trainers on CUDA in the tiny profile (fp16, 8-bit AdamW, auto micro-batch), and
+# trainers: the real LoRA, anime and hair stage-2 trainers on CUDA in the tiny profile (fp16, 8-bit AdamW, auto micro-batch), and
 # out-of-memory recovery: a LoRA run capped at 3/4 of an uncapped run's peak memory must halve its micro-batch and end.
 set -u
 out=${1:?usage: bash bench/gpu_all.sh OUT_DIR [benches] [trainers]}
@@ -61,4 +61,12 @@ runpy.run_module('training.lora', run_name='__main__')" --preset fashion --data 
     report "$run-capped" peak_cuda_mb micro_batch final_loss
     grep -h "out of memory" "$run-capped/train.log" | head -n 3
   fi
+  # hair stage 2 on toy portraits: the tiny base in fp16 on CUDA, 8-bit AdamW, LoRA + both adapters + every loss
+  python3 -c "import sys; from pathlib import Path; from pipelines.hair import toy_hair
+from training.prepare.hair import HairOptions, prepare_hair
+root = Path(sys.argv[1]); toy_hair.write_khairstyle(root / 'images', root / 'labels', 64, seed=3)
+prepare_hair(HairOptions(images=root / 'images', labels_dir=root / 'labels', out=root / 'data'), None)" "$out/hair-toy"
+  part cuda_hair 90 python3 -m training.hair inpaint --data "$out/hair-toy/data" --output "$run-hair" --profile tiny \
+    --set max_steps=40 --set mixed_precision=fp16
+  report "$run-hair" steps_per_second peak_cuda_mb final_losses
 fi

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import shutil
+import subprocess
+import sys
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -61,7 +65,7 @@ def test_a_short_run_writes_its_folder_and_a_model_the_stock_pipeline_runs(short
     hair_model.install(pipe, model)
     dims = int(model.metadata["identity_dim"]), int(model.metadata["style_dim"])
     embeds = hair_model.adapter_embeds(torch.randn(1, dims[0]), torch.randn(1, dims[1]), guidance=True)
-    portrait = toy_hair.random_portrait(__import__("random").Random(0))
+    portrait = toy_hair.random_portrait(random.Random(0))
     out = pipe(prompt="long normal black straight hairstyle", image=toy_hair.render(portrait),
                mask_image=toy_hair.render(portrait).convert("L"), height=64, width=64, num_inference_steps=3,
                ip_adapter_image_embeds=embeds).images[0]
@@ -133,7 +137,7 @@ def test_all_runs_every_stage_once_and_resumes_where_it_stopped(prepared, tmp_pa
 
     # an interrupted inpaint stage (no final weights, checkpoints left) resumes; finished stages are skipped
     for path in (out / "inpaint" / "final", out / "inpaint" / "evaluation", out / "inpaint" / "checkpoints" / "step-4"):
-        __import__("shutil").rmtree(path)
+        shutil.rmtree(path)
     assert main(command) == 0
     log = (out / "pipeline.log").read_text()
     assert "prepare is complete" in log and "texture is complete" in log
@@ -154,3 +158,15 @@ def test_full_unet_fine_tuning_saves_the_whole_unet_and_installs_it(prepared, tm
     hair_model.install(pipe, model)
     assert not torch.equal(before, pipe.unet.conv_in.weight) and torch.equal(pipe.unet.conv_in.weight,
                                                                             model.unet["conv_in.weight"])
+
+
+def test_two_processes_keep_identical_weights(prepared, tmp_path):
+    # torchrun starts the ranks; accelerate sees WORLD_SIZE=2 and uses gloo on the CPU
+    run = tmp_path / "ddp"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "training.hair", "inpaint", "--data", str(prepared), "--output", str(run), *SHORT,
+                           "--set", "max_steps=3", "--set", "sample_steps=0"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((run / "report.json").read_text())
+    assert report["world_size"] == 2 and report["rank_weight_difference"] == 0.0

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import random
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pipelines.hair import model as hair_model
 from pipelines.models.registry import TOY_HAIR
@@ -73,3 +76,20 @@ def test_the_recipe_writes_a_base_and_a_try_on_model_the_pipeline_loads(tmp_path
     pipe = StableDiffusionXLInpaintPipeline.from_pretrained(out)
     hair_model.install(pipe, hair_model.load(out / TRYON_FILE))
     assert pipe.unet.config.encoder_hid_dim_type == "ip_image_proj"
+
+
+def test_blending_keeps_every_pixel_outside_the_mask_and_paints_inside(base):
+    from pipelines.hair import toy_hair
+    from pipelines.hair.tryon import blend
+    from training.hair.toy import inpainting_mask
+
+    p = toy_hair.random_portrait(random.Random(3), color="블랙", curl="생머리")
+    original, mask = toy_hair.render(p), inpainting_mask(p)
+    painted = base(prompt="long normal golden brown curly hairstyle", image=original,
+                   mask_image=Image.fromarray(mask.astype(np.uint8) * 255), height=64,
+                   width=64, num_inference_steps=20, guidance_scale=4.0,
+                   generator=torch.Generator().manual_seed(0)).images[0]
+    out = np.asarray(blend(painted, original, mask))
+    assert (np.asarray(painted)[~mask] != np.asarray(original)[~mask]).any()  # the pipeline alone changes the face
+    assert (out[~mask] == np.asarray(original)[~mask]).all()
+    assert toy_hair.judge(Image.fromarray(out), toy_hair.hair_mask(p)).color == "황갈색"

@@ -32,3 +32,19 @@ def comparison_grid(pixels: torch.Tensor, masks: torch.Tensor, results: list[Ima
     rows = [np.concatenate([np.asarray(to_pil(x)), np.asarray(to_pil(m * 2 - 1).convert("RGB")),
                             np.asarray(r.convert("RGB"))], axis=1) for x, m, r in zip(pixels, masks, results)]
     return Image.fromarray(np.concatenate(rows, axis=0))
+
+
+def blend(result: Image.Image, original: Image.Image, mask: np.ndarray, feather: float = 1.0) -> Image.Image:
+    """``result`` inside the hair mask, ``original`` everywhere else: the face and background come back unchanged.
+
+    The mask's edge is softened inward only (a Gaussian of ``feather`` pixels, kept inside the mask), so every
+    pixel outside the mask is exactly the original's. ``mask``: H×W booleans or 0–255 at the images' size.
+    """
+    import cv2
+
+    inside = (np.asarray(mask) > 0).astype(np.float32)
+    weight = cv2.GaussianBlur(inside, (0, 0), feather) * inside if feather > 0 else inside
+    weight = weight[..., None]
+    made = np.asarray(result.convert("RGB").resize(original.size), np.float32)
+    mixed = made * weight + np.asarray(original.convert("RGB"), np.float32) * (1 - weight)
+    return Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8))

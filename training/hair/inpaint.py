@@ -29,7 +29,8 @@ from training.hair.losses import identity_loss, mask_aware_mse, texture_loss, x0
 from training.hair.settings import HairSettingsError, InpaintSettings
 from training.hair.texture import HairDataError
 from training.runs import checkpoint
-from training.runs.accel import make_accelerator, optimizer_class, rng_state, set_rng_state, weight_dtype
+from training.runs.accel import (make_accelerator, optimizer_class, rank_weight_difference, rng_state, set_rng_state,
+                                 weight_dtype)
 from training.runs.checkpoint import ResumeError
 from training.runs.folder import RunFolder, check_finite, check_finite_weights, run_guarded
 from training.runs.settings import INTERVALS, scale_intervals, to_dict
@@ -227,15 +228,18 @@ class InpaintRun:
         with self.acc.autocast():
             pred = self.unet(unet_input(noisy, masks, masked), t, **cond).sample
         parts = {"mask_mse": mask_aware_mse(pred, noise, masks, s.outside_weight)}
+        if not train or not (s.identity_weight or s.texture_weight or s.gram_weight):
+            return parts
         low = t < s.low_noise_timestep
-        if train and low.any() and (s.identity_weight or s.texture_weight or s.gram_weight):
+        zeros = torch.zeros(len(t), device=device)
+        parts.update(identity=zeros, texture=zeros, gram=zeros)  # logged as 0 when no sample is low-noise
+        if low.any():
             alphas = self.noise_scheduler.alphas_cumprod.to(device)[t[low]]
             x0 = x0_estimate(noisy[low].float(), pred[low].float(), alphas)
             with self.acc.autocast():
                 decoded = vae.decode((x0 / scale).to(self.dtype)).sample.float()
             truth = pixels[low].float()
             boxes = [b for b, is_low in zip(batch.face_boxes, low.tolist()) if is_low]
-            zeros = torch.zeros(len(t), device=device)
             parts["identity"] = zeros.index_put((low,), identity_loss(self.face_id, decoded, truth, boxes))
             feature, gram = texture_loss(self.vgg, decoded, truth, masks[low])
             parts["texture"], parts["gram"] = zeros.index_put((low,), feature), zeros.index_put((low,), gram)
@@ -376,18 +380,19 @@ class InpaintRun:
         return state["step"]
 
     def _finish(self, parts: dict[str, float], seconds: float, first: int) -> None:
+        difference = rank_weight_difference(self.acc, self.params["unet"] + self.params["adapters"])
+        if self.acc.is_main_process:
+            self.folder.stage("saving", self.s.max_steps)
+            self.folder.final.mkdir(exist_ok=True)
+            hair_model.save(self.folder.final / MODEL_FILE, self.trained_model())
+            steps = self.s.max_steps - first
+            self.folder.write_report({
+                "stage": "inpaint", "settings": to_dict(self.s), "base_model": self.base_ref, "steps": self.s.max_steps,
+                "seconds": round(seconds, 2), "steps_per_second": round(steps / seconds, 4) if seconds and steps else None,
+                "world_size": self.acc.num_processes, "rank_weight_difference": difference,
+                "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None,
+                "final_losses": parts, "final": str(Path("final") / MODEL_FILE)})
+            self.folder.plot_loss()
+            self.folder.event("done", self.s.max_steps, loss=parts.get("loss"))
         self.acc.wait_for_everyone()
-        if not self.acc.is_main_process:
-            return
-        self.folder.stage("saving", self.s.max_steps)
-        self.folder.final.mkdir(exist_ok=True)
-        hair_model.save(self.folder.final / MODEL_FILE, self.trained_model())
-        steps = self.s.max_steps - first
-        self.folder.write_report({"stage": "inpaint", "settings": to_dict(self.s), "base_model": self.base_ref,
-                                  "steps": self.s.max_steps, "seconds": round(seconds, 2),
-                                  "steps_per_second": round(steps / seconds, 4) if seconds and steps else None,
-                                  "final_losses": parts, "final": str(Path("final") / MODEL_FILE)})
-        self.folder.plot_loss()
-        self.folder.event("done", self.s.max_steps, loss=parts.get("loss"))
-        self.acc.end_training()
-
+        self.acc.end_training()  # closes the trackers and the process group: no collective after this

@@ -24,7 +24,8 @@ from pipelines.generate.lora_files import flat, unflat
 from training.lora.model import add_adapters, export, load_lora_state, lora_state
 from training.lora.settings import LoraSettings, SettingsError, to_dict
 from training.runs.settings import INTERVALS, scale_intervals
-from training.runs.accel import make_accelerator, optimizer_class, rng_state, set_rng_state, weight_dtype
+from training.runs.accel import (make_accelerator, optimizer_class, rank_weight_difference, rng_state, set_rng_state,
+                                 weight_dtype)
 from training.runs.folder import RunFolder, check_finite, check_finite_weights, run_guarded
 
 log = logging.getLogger("training.lora")
@@ -437,12 +438,6 @@ class LoraRun:
         return {"atelier_base_model": self.ref.ref, "atelier_steps": str(step),
                 "ss_resolution": str(self.resolution), "ss_output_name": self.folder.root.name}
 
-    def _rank_weight_difference(self) -> float:
-        """Largest difference of any LoRA tensor's sum between this rank and rank 0 (0.0 when in sync)."""
-        sums = torch.stack([p.detach().float().sum() for p in self.params]).to(self.acc.device)
-        gathered = self.acc.gather(sums[None])
-        return (gathered - gathered[0]).abs().max().item()
-
     @property
     def _lower(self) -> str:
         """The setting to lower when training diverges, with its value."""
@@ -450,7 +445,7 @@ class LoraRun:
 
     def _finish(self, p: Progress, start_step: int, seconds: float, stopped_early: bool) -> None:
         check_finite_weights(self.params, f"step {p.step}", self._lower)
-        rank_difference = self._rank_weight_difference()
+        rank_difference = rank_weight_difference(self.acc, self.params)
         if self.acc.is_main_process:
             self._write_outputs(p, start_step, seconds, stopped_early, rank_difference)
         self.acc.wait_for_everyone()

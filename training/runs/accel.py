@@ -60,3 +60,13 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():  # a CUDA run's checkpoint may resume on a CPU
         torch.cuda.set_rng_state(state["cuda"])
+
+
+def rank_weight_difference(accelerator, params: list) -> float:
+    """Largest difference of any trained tensor's sum between this rank and rank 0 (0.0 when in sync).
+
+    A collective: every rank must call it.
+    """
+    sums = torch.stack([p.detach().float().sum() for p in params]).to(accelerator.device)
+    gathered = accelerator.gather(sums[None])
+    return (gathered - gathered[0]).abs().max().item()
