@@ -13,7 +13,6 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 TOY_SD = ASSETS / "toy-sd"
 ANIME_TINY = ASSETS / "anime-tiny" / "model.safetensors"  # made by ``python -m training.anime.default``
 HAIR_SEGMENTER_TINY = ASSETS / "hair-segmenter-tiny"  # made by ``python -m training.hair segmenter``
-TOY_HAIR = ASSETS / "toy-hair"  # made by ``python -m training.hair toy``
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ ROLES: dict[str, Role] = {r.name: r for r in (
     Role("portrait", "DreamBooth portrait base (Realistic Vision 5.1)",
          "SG161222/Realistic_Vision_V5.1_noVAE", "toy-sd"),
     Role("sdxl_inpaint", "hair try-on inpainting (SDXL, 9-channel UNet)",
-         "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", str(TOY_HAIR)),
+         "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "build"),
     Role("captioner", "image captions (BLIP large)", "Salesforce/blip-image-captioning-large", "build"),
     Role("vit", "photo→anime encoder (timm ViT-B/16)",
          "hf-hub:timm/vit_base_patch16_224.augreg2_in21k_ft_in1k", "build"),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from pipelines.hair import toy_hair
@@ -96,6 +97,22 @@ def _autocast(s: HairToySettings) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16_autocast)
 
 
+@torch.no_grad()
+def round_trip_accuracy(vae, count: int = 48, seed: int = 1_000) -> dict[str, float]:
+    """How often the judge still reads a held-out portrait's hair colour and texture after encoding and decoding:
+    the ceiling of every try-on the base can paint."""
+    portraits = [target for _, target in held_out_requests(count, seed)]
+    x = to_unit(torch.stack([torch.from_numpy(np.asarray(toy_hair.render(p))).permute(2, 0, 1) for p in portraits]))
+    decoded = vae.decode(vae.encode(x).latent_dist.mean).sample
+    hits = {"color": 0, "texture": 0}
+    for image, p in zip(decoded, portraits):
+        pixels = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        verdict = toy_hair.judge(Image.fromarray(pixels), toy_hair.hair_mask(p))
+        hits["color"] += verdict.color == p.color
+        hits["texture"] += verdict.curl == p.curl
+    return {k: round(v / count, 3) for k, v in hits.items()}
+
+
 def train_denoiser(unet, text_encoders, latents: torch.Tensor, masked_latents: torch.Tensor, masks: torch.Tensor,
                    ids: tuple[torch.Tensor, torch.Tensor], s: HairToySettings, gen: torch.Generator) -> list[float]:
     """Epsilon prediction of the hair, both text encoders trained jointly; returns the loss per step."""
@@ -143,6 +160,7 @@ def train(s: HairToySettings) -> Path:
     vae = make_vae()
     vae_mse = train_vae(vae, data.pixels, s, gen)
     vae.eval()
+    log.info("hair vae mse %.4f; the judge on its round trips: %s", vae_mse, round_trip_accuracy(vae))
     latents = encode_latents(vae, data.pixels)
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     blanked = ((masked_image(to_unit(data.pixels), data.masks) + 1) * 127.5).round().to(torch.uint8)
@@ -162,7 +180,7 @@ def train(s: HairToySettings) -> Path:
     check_finite_weights(weights, "the end of training", "vae_lr or max_lr")
     out = Path(s.output)
     pipe.save_pretrained(out, safe_serialization=True)
-    report = {"settings": asdict(s), "vae_mse": vae_mse, "final_loss": float(np.mean(losses[-100:])),
+    report = {"settings": asdict(s), "vae_mse": vae_mse, "vae_round_trip_judged": round_trip_accuracy(vae), "final_loss": float(np.mean(losses[-100:])),
               "base_minutes": round((time.monotonic() - start) / 60, 1), "torch_threads": torch.get_num_threads(),
               "base_judged": judged_accuracy(pipe, s.judge_count)}
     log.info("saved the base in %s (%.1f min); judged with words: %s", out, report["base_minutes"],
