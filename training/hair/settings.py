@@ -50,10 +50,10 @@ class HairToySettings:
     """``python -m training.hair toy``: the tiny inpainting base (training/hair/toy.py)."""
     seed: int = 0
     num_images: int = 4_000
-    vae_steps: int = 500
+    vae_steps: int = 800
     vae_batch_size: int = 32
     vae_lr: float = 2e-3
-    unet_steps: int = 1_500
+    unet_steps: int = 2_000
     batch_size: int = 32
     max_lr: float = 6e-4
     caption_dropout: float = 0.1
