@@ -458,9 +458,11 @@ class RunManager:
                                                    "error": str(err)})
             log.error("could not start %s: %s", run_dir, err)
             return
-        _write_json(run_dir / "process.json", {"pid": proc.pid, "started": _now(), "command": command})
+        # Registered before process.json names it: a reader that finds the pid must ask Popen, not /proc, where a
+        # child between fork and exec still shows the server's command line and would read as a dead trainer.
         with self._children_guard:
             self._children[proc.pid] = (proc, run_dir)
+        _write_json(run_dir / "process.json", {"pid": proc.pid, "started": _now(), "command": command})
         log.info("started %s as pid %d", run_dir, proc.pid)
 
     def _reap(self) -> None:
