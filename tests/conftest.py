@@ -75,3 +75,16 @@ def render_dataset(folder: Path, n: int, seed: int = 0, size: int = 64, suffix: 
 @pytest.fixture(scope="session")
 def toy_dataset(tmp_path_factory):
     return render_dataset(tmp_path_factory.mktemp("toy-data"), 12)
+
+
+def prepared_toy_hair(root: Path, count: int, seed: int) -> Path:
+    """``count`` toy portraits as a K-Hairstyle folder pair under ``root``, prepared; returns the prepared folder.
+
+    No face model is passed: on 64 px toy portraits the toy world's own face measurements stand in.
+    """
+    from pipelines.hair import toy_hair
+    from training.prepare.hair import HairOptions, prepare_hair
+
+    toy_hair.write_khairstyle(root / "images", root / "labels", count, seed=seed)
+    prepare_hair(HairOptions(images=root / "images", labels_dir=root / "labels", out=root / "data"), None)
+    return root / "data"

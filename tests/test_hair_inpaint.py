@@ -14,24 +14,17 @@ from safetensors.torch import load_file
 
 from pipelines.hair import model as hair_model
 from pipelines.hair import toy_hair
+from tests.conftest import prepared_toy_hair
 from training.hair.cli import main
-from training.prepare.hair import HairOptions, prepare_hair
 
 SHORT = ["--profile", "tiny", "--set", "batch_size=4", "--set", "sample_images=2", "--set", "sample_inference_steps=3",
          "--set", "log_every=1"]
 
 
-class NoFaces:
-    def identities(self, image):
-        return []
-
-
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("hair-inpaint")
-    toy_hair.write_khairstyle(root / "images", root / "labels", 40, seed=21)
-    prepare_hair(HairOptions(images=root / "images", labels_dir=root / "labels", out=root / "data"), NoFaces())
-    return root / "data"
+    return prepared_toy_hair(root, 40, seed=21)
 
 
 def events(run, kind):

@@ -10,16 +10,15 @@ from PIL import Image
 
 from pipelines.hair import toy_hair
 from pipelines.hair.service import HairTryOn, Request, TryOnError, prompt_for
+from tests.conftest import prepared_toy_hair
 from training.hair.cli import main
-from training.prepare.hair import HairOptions, prepare_hair
 
 
 @pytest.fixture(scope="module")
 def tryon(tiny_runtime, tmp_path_factory):
     root = tmp_path_factory.mktemp("hair-service")
-    toy_hair.write_khairstyle(root / "images", root / "labels", 12, seed=5)
-    prepare_hair(HairOptions(images=root / "images", labels_dir=root / "labels", out=root / "data"), None)
-    assert main(["inpaint", "--data", str(root / "data"), "--output", str(root / "run"), "--profile", "tiny",
+    data = prepared_toy_hair(root, 12, seed=5)
+    assert main(["inpaint", "--data", str(data), "--output", str(root / "run"), "--profile", "tiny",
                  "--set", "max_steps=2", "--set", "batch_size=2", "--set", "sample_steps=0"]) == 0
     return HairTryOn(tiny_runtime, root / "run" / "final" / "hair_model.safetensors")
 

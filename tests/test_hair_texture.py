@@ -6,22 +6,14 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from pipelines.hair import toy_hair
+from tests.conftest import prepared_toy_hair
 from training.hair.cli import main
-from training.prepare.hair import HairOptions, prepare_hair
-
-
-class NoFaces:
-    def identities(self, image):
-        return []
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("hair-texture")
-    toy_hair.write_khairstyle(root / "images", root / "labels", 60, seed=11)
-    prepare_hair(HairOptions(images=root / "images", labels_dir=root / "labels", out=root / "data"), NoFaces())
-    return root / "data"
+    return prepared_toy_hair(root, 60, seed=11)
 
 
 def test_the_trained_encoder_tells_curls_apart_better_than_its_random_init(prepared, tmp_path):

@@ -55,18 +55,14 @@ def run(s: InpaintSettings, data: Path, output: Path, profile: str, resume: str 
 
 
 def load_texture(path: Path):
-    """The stage-1 texture encoder of a run folder or file, with the metadata that rebuilds it."""
-    from safetensors import safe_open
-
+    """The stage-1 texture encoder of a run folder or its file."""
     from pipelines.hair import texture_model
 
     file = path / "final" / texture_model.MODEL_FILE if path.is_dir() else path
     if not file.is_file():
         raise HairDataError(f"--texture {path} has no final/{texture_model.MODEL_FILE}; finish the texture stage "
                             "(training.hair texture) first.")
-    with safe_open(str(file), "pt") as f:
-        meta = f.metadata() or {}
-    return texture_model.load(file), {k: meta[k] for k in ("width", "embedding") if k in meta}
+    return texture_model.load(file)
 
 
 def unet_weights(unet) -> dict[str, torch.Tensor]:
@@ -107,7 +103,7 @@ class InpaintRun:
         self.pipe = role("sdxl_inpaint", self.dtype)
         self.pipe.set_progress_bar_config(disable=True)
         self.vgg, self.face_id = role("vgg16"), role("face_id")
-        self.texture, self.texture_config = load_texture(Path(texture)) if texture else (None, {})
+        self.texture = load_texture(Path(texture)) if texture else None
         if self.texture is not None:
             self.texture.to(device).requires_grad_(False)
         self.train_set, self.val_set = read_examples(data, s.val_fraction, s.seed)
@@ -342,7 +338,8 @@ class InpaintRun:
             "lora": {k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(unet).items()}}
         texture = {}
         if self.texture is not None:
-            metadata["texture_config"] = json.dumps(self.texture_config)
+            metadata["texture_config"] = json.dumps({"width": self.texture.width,
+                                                     "embedding": self.texture.embedding_size})
             texture = {k: v.detach().float().cpu() for k, v in self.texture.state_dict().items()}
         return hair_model.HairModel(adapters=adapters, metadata=metadata, texture=texture, **weights)
 

@@ -28,8 +28,8 @@ from pipelines.hair.vocabulary import load as load_vocabulary
 from pipelines.models.toy_tokenizer import build_tokenizer
 from training.hair.losses import mask_aware_mse
 from training.hair.settings import HairToySettings
-from training.runs.folder import check_finite, check_finite_weights
-from training.toy.recipe import encode_latents, to_unit, tokenize, train_vae
+from training.runs.folder import check_finite_weights
+from training.toy.recipe import autocast, encode_latents, to_unit, tokenize, train_vae, update
 
 log = logging.getLogger("training.hair")
 TRYON_FILE = "tryon.safetensors"  # the tiny profile's default hair model, beside its base
@@ -97,10 +97,6 @@ def make_unet():
         projection_class_embeddings_input_dim=6 * time_dim + 32)
 
 
-def _autocast(s: HairToySettings) -> torch.autocast:
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16_autocast)
-
-
 @torch.no_grad()
 def round_trip_accuracy(vae, count: int = 48, seed: int = 1_000) -> dict[str, float]:
     """How often the judge still reads a held-out portrait's hair colour and texture after encoding and decoding:
@@ -134,21 +130,14 @@ def train_denoiser(unet, text_encoders, latents: torch.Tensor, masked_latents: t
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(noise_scheduler.config.num_train_timesteps, (s.batch_size,), generator=gen)
         keep = (torch.rand(s.batch_size, generator=gen) >= s.caption_dropout).float()
-        with _autocast(s):
+        with autocast(s):
             text, pooled = encode_text(text_encoders, (ids[0][idx], ids[1][idx]))
             text, pooled = text * keep.view(-1, 1, 1), pooled * keep.view(-1, 1)  # dropped = zero, as the pipeline
             pred = unet(unet_input(noise_scheduler.add_noise(x0, noise, t), mask, masked_latents[idx]), t,
                         encoder_hidden_states=text,
                         added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids(size, size, s.batch_size)}).sample
-        loss = mask_aware_mse(pred, noise, mask, s.outside_weight).mean()
-        losses.append(loss.item())
-        check_finite(losses[-1], "UNet loss", f"UNet step {step}", f"max_lr (now {s.max_lr:g})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        update(mask_aware_mse(pred, noise, mask, s.outside_weight).mean(), opt, sched, params, losses, bar, step,
+               s.max_lr)
     return losses
 
 

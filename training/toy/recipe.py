@@ -120,8 +120,21 @@ def make_unet() -> UNet2DConditionModel:
                                 cross_attention_dim=64, attention_head_dim=(2, 4), norm_num_groups=32)
 
 
-def _autocast(s: ToySettings) -> torch.autocast:
+def autocast(s) -> torch.autocast:
+    """bf16 autocast on the CPU when ``s.bf16_autocast`` (weights stay fp32)."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16_autocast)
+
+
+def update(loss: torch.Tensor, opt, sched, params: list, losses: list[float], bar, step: int, lr: float) -> None:
+    """One denoiser update: record the loss (stopping on NaN), clip gradients to 1, step the optimiser and schedule."""
+    losses.append(loss.item())
+    check_finite(losses[-1], "UNet loss", f"UNet step {step}", f"max_lr (now {lr:g})")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
 
 
 def train_vae(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings, gen: torch.Generator) -> float:
@@ -131,7 +144,7 @@ def train_vae(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings, gen: tor
     recent: list[float] = []
     for step in (bar := tqdm(range(1, s.vae_steps + 1), desc="vae")):
         batch = to_unit(pixels[torch.randint(len(pixels), (s.vae_batch_size,), generator=gen)])
-        with _autocast(s):
+        with autocast(s):
             posterior = vae.encode(batch).latent_dist
             recon = vae.decode(posterior.sample(generator=gen)).sample
         mse = F.mse_loss(recon.float(), batch)
@@ -176,7 +189,7 @@ def tune_decoder(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings) -> di
                                    open_pixels[torch.randint(len(open_pixels), (n_open,), generator=gen)]]))
         with torch.no_grad():
             latents = vae.encode(batch).latent_dist.sample(generator=gen)
-        with _autocast(s):
+        with autocast(s):
             recon = vae.decode(latents).sample
         errors = F.mse_loss(recon.float(), batch, reduction="none").mean((1, 2, 3))
         loss = errors.mean()
@@ -230,17 +243,9 @@ def train_denoiser(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, late
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(noise_scheduler.config.num_train_timesteps, (s.batch_size,), generator=gen)
         noisy = noise_scheduler.add_noise(x0, noise, t)
-        with _autocast(s):
+        with autocast(s):
             pred = unet(noisy, t, encoder_hidden_states=text_encoder(batch_ids)[0]).sample
-        loss = F.mse_loss(pred.float(), noise)
-        losses.append(loss.item())
-        check_finite(losses[-1], "UNet loss", f"UNet step {step}", f"max_lr (now {s.max_lr:g})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        update(F.mse_loss(pred.float(), noise), opt, sched, params, losses, bar, step, s.max_lr)
     return losses
 
 
