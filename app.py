@@ -146,7 +146,7 @@ def build_app(runtime: Runtime, runs_root: Path | None = None, shared_runs: bool
     import gradio as gr
 
     from tabs import datasets, generate, runs, status, train
-    from tabs import anime
+    from tabs import anime, hair
     from tabs import compare, history, share
     from training.runs.launcher import RunManager
 
@@ -158,6 +158,7 @@ def build_app(runtime: Runtime, runs_root: Path | None = None, shared_runs: bool
         history.build(manager)
         train.build(manager, runtime, data_roots)
         anime.build(manager, runtime, data_roots)
+        hair.build(manager, runtime)
         datasets.build(manager, runtime)
         runs.build(manager, shared_runs)
         share.build(manager)

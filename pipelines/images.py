@@ -98,6 +98,27 @@ def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def user_image(image: Image.Image | str | Path | None, name: str, max_pixels: int,
+               error: type[ValueError] = ImageProblem) -> Image.Image:
+    """An uploaded PIL image or file path as RGB; a missing, broken or huge image raises ``error`` in one sentence.
+
+    ``name``: what the form calls the image ("content", "portrait"), for the message.
+    """
+    if image is None:
+        raise error(f"Give a {name} image.")
+    if isinstance(image, (str, Path)):
+        try:
+            return open_image(image, max_pixels=max_pixels).image
+        except ImageProblem as err:
+            raise error(f"The {name} image: {str(err).rstrip('.')}; upload a PNG or JPEG photo instead.") from None
+    if not isinstance(image, Image.Image):
+        raise error(f"The {name} image must be a PIL image or a file path, not {type(image).__name__}.")
+    if image.width * image.height > max_pixels:
+        raise error(f"The {name} image is {image.width}x{image.height} pixels, more than the limit of "
+                    f"{max_pixels:,}; downscale it first.")
+    return to_rgb(image, name)  # grayscale, palette and RGBA uploads are converted, alpha onto white
+
+
 def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
     """8-bit RGB: alpha composited on white, 16-bit scaled (not clipped), CMYK through its ICC profile."""
     mode = image.mode

@@ -53,7 +53,7 @@ class FolderError(ValueError):
     """A folder named by a user is not theirs to use; the message says what to do instead."""
 
 
-UPLOADS, OUTPUTS, LORAS = "uploads", "outputs", "loras"  # per-user folders beside the runs folder
+UPLOADS, OUTPUTS, LORAS, PULLED = "uploads", "outputs", "loras", "pulled"  # per-user folders beside the runs folder
 
 
 def uploads_root(manager: Any) -> Path:
@@ -71,9 +71,14 @@ def outputs_root(manager: Any) -> Path:
     return manager.runs_root.parent / OUTPUTS
 
 
+def pulled_folder(manager: Any, owner: str, kind: str) -> Path:
+    """``pulled/<owner>/<kind>/`` beside the runs folder: the hair or anime repos a user pulled from the Hub."""
+    return manager.runs_root.parent / PULLED / slug(owner) / kind
+
+
 def private_roots(runs_root: Path) -> list[Path]:
     """The runs folder and its per-user siblings: users' own files, never served or trained on directly."""
-    return [runs_root, *(runs_root.parent / name for name in (UPLOADS, OUTPUTS, LORAS))]
+    return [runs_root, *(runs_root.parent / name for name in (UPLOADS, OUTPUTS, LORAS, PULLED))]
 
 
 def user_uploads(manager: Any, owner: str) -> Path:

@@ -24,22 +24,9 @@ class StylizeError(ValueError):
 
 def check_image(image, name: str) -> Image.Image:
     """An uploaded PIL image or file path as RGB; refuses non-images and huge images in one sentence."""
-    from pipelines.images import ImageProblem, open_image, to_rgb
+    from pipelines.images import user_image
 
-    if image is None:
-        raise StylizeError(f"Give a {name} image.")
-    if isinstance(image, (str, Path)):
-        try:
-            return open_image(image, max_pixels=MAX_INPUT_PIXELS).image
-        except ImageProblem as err:
-            raise StylizeError(f"The {name} image: {str(err).rstrip('.')}; upload a PNG or JPEG photo "
-                               "instead.") from None
-    if not isinstance(image, Image.Image):
-        raise StylizeError(f"The {name} image must be a PIL image or a file path, not {type(image).__name__}.")
-    if image.width * image.height > MAX_INPUT_PIXELS:
-        raise StylizeError(f"The {name} image is {image.width}x{image.height} pixels, more than the limit of "
-                           f"{MAX_INPUT_PIXELS:,}; downscale it first.")
-    return to_rgb(image, name)  # grayscale, palette and RGBA uploads are converted, alpha onto white
+    return user_image(image, name, MAX_INPUT_PIXELS, StylizeError)
 
 
 def to_batch(image: Image.Image) -> torch.Tensor:

@@ -8,6 +8,7 @@ loaders, and inference passes the embeddings as ``ip_adapter_image_embeds``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,27 @@ import torch
 from pipelines.hair import ip_adapters
 
 KIND = "atelier-hair-tryon"
+MODEL_FILE = "hair_model.safetensors"  # a run's final/ and a shared repo hold the model under this name
 ADAPTERS = ("identity", "style")  # the order of ``ip_adapter_image_embeds``
+
+
+def exported_dir() -> Path:
+    """Where ``training.hair evaluate --export`` puts models for everyone on the server: $ATELIER_MODELS/hair."""
+    return Path(os.environ.get("ATELIER_MODELS") or "models").expanduser().resolve() / "hair"
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """A hair model file's metadata without reading its tensors; a HairModelError for anything else."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+    except (OSError, SafetensorError) as err:
+        raise HairModelError(f"{Path(path).name} cannot be read as a hair model ({err}).") from None
+    if metadata.get("kind") != KIND:
+        raise HairModelError(f"{Path(path).name} is not a hair try-on model (made by training.hair inpaint).")
+    return metadata
 
 
 class HairModelError(ValueError):
@@ -77,17 +98,10 @@ def save(path: Path, model: HairModel) -> None:
 
 def load(path: Path) -> HairModel:
     """Read a file written by ``save``; anything else is a HairModelError naming the file."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
 
-    try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, SafetensorError) as err:
-        raise HairModelError(f"{Path(path).name} cannot be read as a hair model ({err}).") from None
-    if metadata.get("kind") != KIND:
-        raise HairModelError(f"{Path(path).name} is not a hair try-on model (made by training.hair inpaint).")
-    return from_tensors(tensors, metadata)
+    metadata = read_metadata(path)
+    return from_tensors(load_file(str(path)), metadata)
 
 
 def add_lora(unet, config: dict) -> None:

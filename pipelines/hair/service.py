@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from pipelines.hair.inpaint import widen_to_inpaint
 from pipelines.hair.style import style_embedding
 from pipelines.hair.tryon import blend, paint
 from pipelines.hair.vocabulary import load as load_vocabulary
+from pipelines.images import user_image
 
 log = logging.getLogger(__name__)
 CHOICES = ("color", "curl", "length", "bang", "basestyle")  # K-Hairstyle attributes a user can ask for
 MIN_MASK, MAX_MASK = 0.005, 0.9  # of the image: less paints nothing, more leaves no face to keep
+MAX_INPUT_PIXELS = 40_000_000  # far above any portrait a person uploads; stops decompression bombs early
 
 
 class TryOnError(ValueError):
@@ -48,8 +51,8 @@ class Request:
     style_strength: float = 1.0
     identity_strength: float = 1.0
     steps: int = 20
-    guidance: float = 4.0
-    seed: int = 0
+    guidance: float = 7.5
+    seed: int = 0  # -1: a random one, returned in the result
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Result:
     mask: Image.Image  # the mask used, white = repainted
     identity: float  # cosine of the face region's identity, result (before blending) vs portrait
     prompt: str
+    seed: int
     notes: list[str] = field(default_factory=list)
 
 
@@ -76,6 +80,21 @@ def prompt_for(request: Request) -> str:
     return f"{words}, {request.text.strip()}" if request.text.strip() else words
 
 
+def grown(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` dilated by ``pixels`` (a disc), for a target longer or fuller than the hair there now."""
+    import cv2
+
+    if pixels <= 0:
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1,) * 2)
+    return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+
+
+def automatic_mask(segmenter, image: Image.Image, grow: int = 0) -> np.ndarray:
+    """The segmented hair of ``image``, grown by 1 % of its side (as prepare grows label polygons) plus ``grow``."""
+    return grown(segmenter.mask(image), max(1, round(min(image.size) / 100)) + max(0, grow))
+
+
 class HairTryOn:
     """A base pipeline with one hair model installed, and the roles a try-on reads."""
 
@@ -84,6 +103,7 @@ class HairTryOn:
 
         self.model = hair_model.load(model_path)
         self.name = Path(model_path).stem
+        self.base_name = Path(runtime.ref("sdxl_inpaint").ref).name
         device, dtype = runtime.profile.device, runtime.dtype
         self.pipe = loaders.load("sdxl_inpaint", runtime.ref("sdxl_inpaint").ref, device=device, dtype=dtype)
         self.pipe.set_progress_bar_config(disable=True)
@@ -97,7 +117,7 @@ class HairTryOn:
 
     def __call__(self, request: Request) -> Result:
         notes: list[str] = []
-        portrait = ImageOps.exif_transpose(request.portrait).convert("RGB")
+        portrait = user_image(request.portrait, "portrait", MAX_INPUT_PIXELS, TryOnError)
         square = ImageOps.fit(portrait, (self.size, self.size), Image.Resampling.LANCZOS)
         identity, box = self._identity(square, notes)
         mask = self._mask(square, request)
@@ -108,13 +128,22 @@ class HairTryOn:
                                 .float().to(device), self.texture)
         self._scales(request)
         prompt = prompt_for(request)
+        seed = request.seed if request.seed >= 0 else random.randrange(2**32)
         painted = paint(self.pipe, [square], [Image.fromarray(mask.astype(np.uint8) * 255)], [prompt],
-                        identity[None], style, request.steps, request.guidance, request.seed, self.size)[0]
+                        identity[None], style, request.steps, request.guidance, seed, self.size)[0]
         score = self._identity_score(painted, square, box)
         result = blend(painted, square, mask)
         result = result.resize(portrait.size, Image.Resampling.LANCZOS) if portrait.size != square.size else result
+        result.info["parameters"] = self._infotext(request, prompt, seed, portrait.size)
         shown = Image.fromarray(mask.astype(np.uint8) * 255).resize(portrait.size, Image.Resampling.NEAREST)
-        return Result(result, shown, score, prompt, notes)
+        return Result(result, shown, score, prompt, seed, notes)
+
+    def _infotext(self, request: Request, prompt: str, seed: int, size: tuple[int, int]) -> str:
+        """A1111-style ``parameters``, so the History tab and PNG info read a try-on like any generated image."""
+        return (f"{prompt}\nSteps: {request.steps}, Sampler: Euler, CFG scale: {request.guidance:g}, Seed: {seed}, "
+                f"Size: {size[0]}x{size[1]}, Model: {self.base_name}, Hair model: {self.name}, "
+                f"Style strength: {request.style_strength:g}, Identity strength: {request.identity_strength:g}, "
+                f"Reference: {'yes' if request.reference is not None else 'no'}")
 
     def _identity(self, image: Image.Image, notes: list[str]) -> tuple[torch.Tensor, tuple[float, ...]]:
         """The largest face's embedding and box (x0, y0, x1, y1); the toy world's on toy portraits."""
@@ -134,17 +163,13 @@ class HairTryOn:
         return torch.as_tensor(np.asarray(vector, np.float32)), (x, y, x + w, y + h)
 
     def _mask(self, image: Image.Image, request: Request) -> np.ndarray:
-        """The region to repaint at the model's size: the user's mask, else the segmented hair grown as asked."""
-        import cv2
-
+        """The region to repaint at the model's size: the user's mask, else the segmented hair, grown as asked."""
         if request.mask is not None:
             user = Image.fromarray((np.asarray(request.mask) > 0).astype(np.uint8) * 255)
             mask = np.asarray(ImageOps.fit(user, image.size, Image.Resampling.NEAREST)) > 0
+            mask = grown(mask, request.grow)
         else:
-            mask = self.runtime.model("hair_segmenter").mask(image)
-            grow = max(1, round(min(image.size) / 100)) + max(0, request.grow)  # as prepare grows label polygons
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2)
-            mask = cv2.dilate(mask.astype(np.uint8), kernel) > 0
+            mask = automatic_mask(self.runtime.model("hair_segmenter"), image, request.grow)
         share = float(mask.mean())
         if share < MIN_MASK:
             raise TryOnError("The hair mask is empty; paint the hair in the mask editor or upload a mask.")
@@ -156,7 +181,8 @@ class HairTryOn:
         """The style source: the reference photo's hair, else the portrait's own."""
         if request.reference is None:
             return square, mask
-        reference = ImageOps.fit(request.reference.convert("RGB"), square.size, Image.Resampling.LANCZOS)
+        reference = user_image(request.reference, "reference", MAX_INPUT_PIXELS, TryOnError)
+        reference = ImageOps.fit(reference, square.size, Image.Resampling.LANCZOS)
         hair = self.runtime.model("hair_segmenter").mask(reference)
         if hair.mean() < MIN_MASK:
             raise TryOnError("No hair was found in the reference photo; use a photo where the hair is visible.")

@@ -166,15 +166,30 @@ def load_anime(ref: str, device: str, dtype: torch.dtype) -> Path:
     """
     from pipelines.anime.model import MODEL_FILE
 
+    return _weights_file("anime", ref, MODEL_FILE, "Anime")
+
+
+def load_hair(ref: str, device: str, dtype: torch.dtype) -> Path:
+    """The hair try-on model file (a path, a folder holding hair_model.safetensors, or a hub repo holding it).
+
+    The try-on installs it on the runtime's ``sdxl_inpaint`` base, so only the file is fetched here.
+    """
+    from pipelines.hair.model import MODEL_FILE
+
+    return _weights_file("hair", ref, MODEL_FILE, "Hair")
+
+
+def _weights_file(role: str, ref: str, name: str, tab: str) -> Path:
+    """A role's single weights file: ``ref`` itself, ``name`` inside the folder ``ref``, or ``name`` in hub repo ``ref``."""
     if not ref:
-        raise ModelLoadError("No default anime model is published for this profile; train one in the Anime tab, "
-                             "or start with --model anime=OWNER/REPO (or a checkpoint path).")
+        raise ModelLoadError(f"No default {role} model is published for this profile; train one in the {tab} tab, "
+                             f"or start with --model {role}=OWNER/REPO (or a model path).")
     if not is_local(ref):
         from huggingface_hub import hf_hub_download
 
-        return Path(hf_hub_download(ref, MODEL_FILE))
-    path = _local_path("anime", ref)
-    return path / MODEL_FILE if path.is_dir() else path
+        return Path(hf_hub_download(ref, name))
+    path = _local_path(role, ref)
+    return path / name if path.is_dir() else path
 
 
 def _read_config(role: str, folder: Path) -> dict:
@@ -355,6 +370,7 @@ LOADERS: dict[str, Callable[[str, str, torch.dtype], Any]] = {
     "captioner": load_captioner,
     "vit": load_vit,
     "anime": load_anime,
+    "hair": load_hair,
     "vgg19": lambda ref, device, dtype: load_vgg("vgg19", ref, device, dtype),
     "vgg16": lambda ref, device, dtype: load_vgg("vgg16", ref, device, dtype),
     "faces": load_faces,

@@ -13,6 +13,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 TOY_SD = ASSETS / "toy-sd"
 ANIME_TINY = ASSETS / "anime-tiny" / "model.safetensors"  # made by ``python -m training.anime.default``
 HAIR_SEGMENTER_TINY = ASSETS / "hair-segmenter-tiny"  # made by ``python -m training.hair segmenter``
+TOY_HAIR = ASSETS / "toy-hair"  # made by ``python -m training.hair toy``: the inpainting base and its hair model
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,10 @@ ROLES: dict[str, Role] = {r.name: r for r in (
     Role("portrait", "DreamBooth portrait base (Realistic Vision 5.1)",
          "SG161222/Realistic_Vision_V5.1_noVAE", "toy-sd"),
     Role("sdxl_inpaint", "hair try-on inpainting (SDXL, 9-channel UNet)",
-         "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "build"),
+         "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", str(TOY_HAIR)),
+    # Like anime: no full-size hair model is published; the full profile paints with the caller's own runs, models
+    # exported to $ATELIER_MODELS/hair, or --model hair=OWNER/REPO (a repo holding hair_model.safetensors).
+    Role("hair", "hair try-on model, the Hair tab's default (seed 000)", "", str(TOY_HAIR / "tryon.safetensors")),
     Role("captioner", "image captions (BLIP large)", "Salesforce/blip-image-captioning-large", "build"),
     Role("vit", "photo→anime encoder (timm ViT-B/16)",
          "hf-hub:timm/vit_base_patch16_224.augreg2_in21k_ft_in1k", "build"),

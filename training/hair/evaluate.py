@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 from dataclasses import asdict
@@ -33,11 +32,6 @@ from training.hair.texture import HairDataError
 
 log = logging.getLogger("training.hair")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def models_dir() -> Path:
-    """Where exported hair models go and where the Hair tab finds them."""
-    return Path(os.environ.get("ATELIER_MODELS") or "models").expanduser().resolve() / "hair"
 
 
 def evaluate(run: Path, data: Path | None, profile: str, options: EvalOptions = EvalOptions(),
@@ -138,7 +132,7 @@ def export(run: Path, report: dict, name: str, force: bool) -> Path:
     model.metadata.update({"metrics": json.dumps(metrics), "gate": json.dumps(report["gate"]),
                            "gate_passed": str(passed).lower(), "forced": str(bool(force and not passed)).lower(),
                            "run": Path(run).name})
-    target = models_dir() / f"{name}.safetensors"
+    target = hair_model.exported_dir() / f"{name}.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     hair_model.save(tmp, model)

@@ -22,6 +22,7 @@ from pipelines.hair import ip_adapters
 from pipelines.hair import model as hair_model
 from pipelines.hair.inpaint import encode_text, masked_image, time_ids, unet_input, widen_to_inpaint
 from pipelines.hair.style import style_dim, style_embedding
+from pipelines.hair.vocabulary import load as vocabulary
 from pipelines.hair.tryon import comparison_grid, paint, to_pil
 from pipelines.models.loaders import ModelLoadError
 from training.hair.inpaint_data import Batch, load_batch, read_examples
@@ -37,7 +38,7 @@ from training.runs.settings import INTERVALS, scale_intervals, to_dict
 
 log = logging.getLogger("training.hair")
 USER_ERRORS = (HairDataError, HairSettingsError, ResumeError, ModelLoadError, hair_model.HairModelError)
-MODEL_FILE = "hair_model.safetensors"
+MODEL_FILE = hair_model.MODEL_FILE
 STYLE_ENCODER = "vgg16 masked feature statistics"
 
 
@@ -195,7 +196,10 @@ class InpaintRun:
     def _conditioning(self, batch: Batch, gen: torch.Generator | None) -> dict[str, Any]:
         """UNet keyword arguments for ``batch``; with ``gen``, prompts and adapters dropped as the settings say."""
         device, n = self.acc.device, len(batch.prompts)
-        text, pooled = self._text(batch.prompts)
+        prompts = batch.prompts
+        if gen is not None and self.s.attribute_dropout > 0:
+            prompts = [self._fewer_attributes(p, a, gen) for p, a in zip(prompts, batch.attributes)]
+        text, pooled = self._text(prompts)
         with torch.no_grad():
             style = style_embedding(self.vgg, batch.pixels.to(device), batch.masks.to(device), self.texture)
         identity = batch.identity.to(device)
@@ -208,6 +212,13 @@ class InpaintRun:
                 "added_cond_kwargs": {"text_embeds": pooled.to(self.dtype),
                                       "time_ids": time_ids(self.resolution, self.resolution, n).to(device),
                                       "image_embeds": [identity[:, None], style[:, None]]}}
+
+    def _fewer_attributes(self, prompt: str, attributes: dict[str, str], gen: torch.Generator) -> str:
+        """``prompt`` rebuilt with each attribute left out with probability ``attribute_dropout``."""
+        if not attributes:
+            return prompt
+        keep = torch.rand(len(attributes), generator=gen) >= self.s.attribute_dropout
+        return vocabulary().prompt({k: v for (k, v), kept in zip(attributes.items(), keep) if kept})[0]
 
     def _losses(self, batch: Batch, gen: torch.Generator, train: bool = True) -> dict[str, torch.Tensor]:
         """Per-sample losses of one batch: mask_mse always; identity, texture and gram at low-noise timesteps."""

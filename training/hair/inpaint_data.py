@@ -27,6 +27,7 @@ class Example:
     identity: Path
     prompt: str
     face_box: tuple[float, float, float, float]  # x, y, width, height in the prepared image's pixels
+    attributes: tuple[tuple[str, str], ...] = ()  # (attribute, English value) the prompt was built from
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Batch:
     masks: torch.Tensor  # N×1×R×R, 1 = paint
     identity: torch.Tensor  # N×D unit vectors
     prompts: list[str]
+    attributes: list[dict[str, str]]
     face_boxes: list[tuple[float, float, float, float]]  # x0, y0, x1, y1 in the R×R image
 
 
@@ -49,7 +51,7 @@ def usable_examples(data: Path) -> list[Example]:
         raise HairDataError(f"{Path(data).name} has {len(usable)} image(s) with a portrait, mask, prompt and face; "
                             "stage 2 needs at least 2 (one is held out): prepare more images.")
     return [Example(r["id"], data / r["images"], data / r["masks"], data / r["identity_embeddings"], r["prompt"],
-                    tuple(float(v) for v in r["face_box"])) for r in usable]
+                    tuple(float(v) for v in r["face_box"]), tuple(r.get("attributes", {}).items())) for r in usable]
 
 
 def read_examples(data: Path, val_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -77,7 +79,8 @@ def load_batch(examples: list[Example], size: int) -> Batch:
         identity.append(torch.from_numpy(np.load(e.identity, allow_pickle=False).astype(np.float32)))
         x, y, w, h = e.face_box
         boxes.append(((x - left) * scale, (y - top) * scale, (x + w - left) * scale, (y + h - top) * scale))
-    return Batch(torch.stack(pixels), torch.stack(masks), torch.stack(identity), [e.prompt for e in examples], boxes)
+    return Batch(torch.stack(pixels), torch.stack(masks), torch.stack(identity), [e.prompt for e in examples],
+                 [dict(e.attributes) for e in examples], boxes)
 
 
 def _fit(image_size: tuple[int, int], size: int) -> tuple[float, float, float]:

@@ -63,6 +63,8 @@ class HairToySettings:
     adapter_portraits: int = 400  # toy K-Hairstyle set stage 2 trains the default hair model on
     adapter_steps: int = 300
     judge_count: int = 48  # held-out try-ons the report's accuracies are judged on
+    judge_guidance: float = 7.5  # their classifier-free guidance (the inpainting pipeline's default)
+    base_from: str = ""  # an earlier toy base folder to go on training (its VAE kept) instead of starting afresh
     output: str = "assets/toy-hair"
 
 
@@ -91,6 +93,9 @@ class InpaintSettings:
     low_noise_timestep: int = 400  # identity and texture losses on samples noised less than this
     caption_dropout: float = 0.05  # a dropped prompt is the zero embedding, as the pipeline's empty prompt
     adapter_dropout: float = 0.05  # each adapter's embedding dropped (zeroed) on its own
+    # Each hair attribute left out of a prompt on its own (not in seed 000): a try-on that names only some of them
+    # (a reference photo gives the rest) then asks what training showed.
+    attribute_dropout: float = 0.0
     val_fraction: float = 0.1
     validation_steps: int = 250
     sample_steps: int = 250
@@ -117,7 +122,7 @@ def inpaint_settings(overrides: dict[str, Any] | None = None, profile: str = "fu
             raise HairSettingsError(f"Setting {key} must be 0 or more, not {getattr(s, key)}.")
     if not (s.learning_rate > 0 and s.adapter_learning_rate > 0):
         raise HairSettingsError("Settings learning_rate and adapter_learning_rate must be positive.")
-    for key in ("caption_dropout", "adapter_dropout", "val_fraction"):
+    for key in ("caption_dropout", "adapter_dropout", "attribute_dropout", "val_fraction"):
         if not 0 <= getattr(s, key) < 1:
             raise HairSettingsError(f"Setting {key} must be from 0 to below 1, not {getattr(s, key)}.")
     if s.mixed_precision not in ("auto", "no", "fp16", "bf16"):

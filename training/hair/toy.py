@@ -148,19 +148,24 @@ def train(s: HairToySettings) -> Path:
     start = time.monotonic()
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
-    tokenizer = build_tokenizer(s.text_max_length, load_vocabulary().plain_words())
     data = render_set(s.num_images, s.seed)
-    vae = make_vae()
-    vae_mse = train_vae(vae, data.pixels, s, gen)
-    vae.eval()
-    log.info("hair vae mse %.4f; the judge on its round trips: %s", vae_mse, round_trip_accuracy(vae))
-    latents = encode_latents(vae, data.pixels)
-    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    if s.base_from:
+        prior = StableDiffusionXLInpaintPipeline.from_pretrained(s.base_from)
+        vae, tokenizer, unet = prior.vae, prior.tokenizer, prior.unet.train()
+        text_encoders = (prior.text_encoder.train(), prior.text_encoder_2.train())
+        vae_mse = json.loads((Path(s.base_from) / "training_report.json").read_text())["vae_mse"]
+        log.info("going on from the base in %s", s.base_from)
+    else:
+        tokenizer = build_tokenizer(s.text_max_length, load_vocabulary().plain_words())
+        vae = make_vae()
+        vae_mse = train_vae(vae, data.pixels, s, gen)
+        vae.eval()
+        vae.register_to_config(scaling_factor=float(1.0 / encode_latents(vae, data.pixels).std()))
+        unet, text_encoders = make_unet(), make_text_encoders(tokenizer)
+    log.info("hair vae mse %.4f, latent scaling factor %.3f; the judge on its round trips: %s", vae_mse,
+             vae.config.scaling_factor, round_trip_accuracy(vae))
     blanked = ((masked_image(to_unit(data.pixels), data.masks) + 1) * 127.5).round().to(torch.uint8)
-    latents, masked_latents = (x * vae.config.scaling_factor for x in (latents, encode_latents(vae, blanked)))
-    log.info("hair vae mse %.4f, latent scaling factor %.3f", vae_mse, vae.config.scaling_factor)
-
-    unet, text_encoders = make_unet(), make_text_encoders(tokenizer)
+    latents, masked_latents = (encode_latents(vae, x) * vae.config.scaling_factor for x in (data.pixels, blanked))
     ids = tokenize(tokenizer, data.prompts)
     losses = train_denoiser(unet, text_encoders, latents, masked_latents, data.masks, (ids, ids), s, gen)
     scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
@@ -175,7 +180,7 @@ def train(s: HairToySettings) -> Path:
     pipe.save_pretrained(out, safe_serialization=True)
     report = {"settings": asdict(s), "vae_mse": vae_mse, "vae_round_trip_judged": round_trip_accuracy(vae), "final_loss": float(np.mean(losses[-100:])),
               "base_minutes": round((time.monotonic() - start) / 60, 1), "torch_threads": torch.get_num_threads(),
-              "base_judged": judged_accuracy(pipe, s.judge_count)}
+              "base_judged": judged_accuracy(pipe, s.judge_count, guidance=s.judge_guidance)}
     log.info("saved the base in %s (%.1f min); judged with words: %s", out, report["base_minutes"],
              report["base_judged"])
     report["tryon"] = train_tryon(out, s)
@@ -218,12 +223,13 @@ def train_tryon(base: Path, s: HairToySettings) -> dict:
     hair_model.save(base / TRYON_FILE, model)
     pipe = StableDiffusionXLInpaintPipeline.from_pretrained(base)
     pipe.set_progress_bar_config(disable=True)
-    n = s.judge_count
-    without = tryon_accuracy(pipe, None, reference=True, count=n)
+    n, g = s.judge_count, s.judge_guidance
+    without = tryon_accuracy(pipe, None, reference=True, count=n, guidance=g)
     hair_model.install(pipe, model)
     figures = {"settings": asdict(settings), "minutes": round((time.monotonic() - start) / 60, 1),
-               "words": tryon_accuracy(pipe, model, reference=False, count=n), "reference_without_adapters": without,
-               "reference": tryon_accuracy(pipe, model, reference=True, count=n)}
+               "words": tryon_accuracy(pipe, model, reference=False, count=n, guidance=g),
+               "reference_without_adapters": without,
+               "reference": tryon_accuracy(pipe, model, reference=True, count=n, guidance=g)}
     log.info("toy try-on model: %s", figures)
     return figures
 
@@ -272,7 +278,8 @@ def judged_accuracy(pipe, count: int = 48, seed: int = 1_000, steps: int = 20, g
     return {k: round(v / count, 3) for k, v in hits.items()}
 
 
-def tryon_accuracy(pipe, model, reference: bool, count: int = 48, seed: int = 2_000) -> dict[str, float]:
+def tryon_accuracy(pipe, model, reference: bool, count: int = 48, seed: int = 2_000,
+                   guidance: float = 7.5) -> dict[str, float]:
     """Judged accuracy of toy try-ons, and the toy identity cosine of the face before anything is blended back.
 
     ``reference``: the requested hair comes from another portrait's hair through the style adapter and the prompt
@@ -303,6 +310,6 @@ def tryon_accuracy(pipe, model, reference: bool, count: int = 48, seed: int = 2_
     def length_only(target: toy_hair.Portrait) -> str:
         return vocabulary().prompt({"length": target.length, "hair-width": "보통"})[0]
 
-    judged = judged_accuracy(pipe, count, seed, extra=extra, prompt=length_only if reference else toy_hair.prompt,
+    judged = judged_accuracy(pipe, count, seed, guidance=guidance, extra=extra, prompt=length_only if reference else toy_hair.prompt,
                              identity_cosines=cosines)
     return {**judged, "identity_cosine_before_blending": round(float(np.mean(cosines)), 3)}
