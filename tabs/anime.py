@@ -15,7 +15,8 @@ import gradio as gr
 
 from pipelines.anime.style_images import STYLE_DIR, style_images
 from pipelines.models.runtime import Runtime
-from tabs.common import owner_of, slug, user_errors, user_uploads
+from tabs.common import owner_of, pulled_folder, slug, user_errors, user_uploads
+from tabs.generate import private_owner
 from tabs.image_file import ImageFile
 from tabs.train import dataset_folder
 from training.anime.settings import AnimeSettings, resolve
@@ -55,6 +56,14 @@ def run_checkpoints(manager: RunManager, owner: str) -> list[tuple[str, str]]:
     return out
 
 
+def pulled_models(manager: RunManager, owner: str) -> list[tuple[str, str]]:
+    """(label, path) of the anime repos the owner pulled in the Share tab."""
+    from pipelines.anime.model import MODEL_FILE
+
+    folder = pulled_folder(manager, owner, USE_CASE)
+    return [(f"hub {p.parent.name}", str(p)) for p in sorted(folder.glob(f"*/{MODEL_FILE}"))]
+
+
 def pair_folder(manager: RunManager, owner: str, content: Path, style: Path, run_name: str) -> Path:
     """A folder holding ``content`` and ``style`` links, which is what the launcher passes to the trainer."""
     mine = user_uploads(manager, owner)
@@ -83,14 +92,16 @@ def make_handlers(manager: RunManager, runtime: Runtime, data_roots: tuple[Path,
 
     def choices(request: gr.Request = None) -> dict[str, Any]:
         """The checkpoint dropdown's choices for the caller."""
-        found = run_checkpoints(manager, owner_of(request)) + default_choice(runtime)
+        found = run_checkpoints(manager, owner_of(request)) + pulled_models(manager, private_owner(request)) + \
+            default_choice(runtime)
         return gr.update(choices=found, value=found[0][1] if found else None)
 
     @user_errors
     def stylize(checkpoint: str, content: str, style: str, alpha: float = 1.0, keep_colours: bool = False,
                 face_crop: bool = False, request: gr.Request = None):
         """The content photo in the style image's look; returns (result, (content, result)) for the A/B slider."""
-        mine = {path for _, path in run_checkpoints(manager, owner_of(request))}
+        mine = {path for _, path in run_checkpoints(manager, owner_of(request)) +
+                pulled_models(manager, private_owner(request))}
         if checkpoint and checkpoint != DEFAULT_CHECKPOINT and checkpoint not in mine:
             raise AnimeFormError(f"The checkpoint {checkpoint} is not one of your anime runs' checkpoints.")
         from pipelines.anime.stylize import check_image
@@ -140,7 +151,7 @@ def _stylize_section(choices, stylize, default: list[tuple[str, str]]) -> gr.Dro
     with gr.Row():
         with gr.Column():
             # custom values let API callers pass a path; stylize checks it is one of their runs' checkpoints
-            checkpoint = gr.Dropdown(label="Model (the default, or a checkpoint of your anime runs)", choices=default,
+            checkpoint = gr.Dropdown(label="Model (the default, a checkpoint of your anime runs, or a pulled repo)", choices=default,
                                      value=default[0][1] if default else None, allow_custom_value=True,
                                      elem_id="anime-checkpoint")
             refresh = gr.Button("Refresh checkpoints", size="sm")

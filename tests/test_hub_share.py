@@ -101,7 +101,7 @@ def test_pull_puts_the_repo_in_the_lora_list(run_dir, tmp_path):
         return local_dir
     manager = SimpleNamespace(runs_root=tmp_path / "runs")
     _, pull = share.make_handlers(manager, download=fake_snapshot)
-    assert "hub/bob/shapes" in pull("bob/shapes", "", SimpleNamespace(username="alice"))
+    assert "hub/bob/shapes" in pull("bob/shapes", "", request=SimpleNamespace(username="alice"))
     assert calls == [("bob/shapes", ["*.safetensors", "README.md"])]  # never pickles
     known = lora_library.catalogue([], tmp_path / "loras", "alice")
     assert "hub/bob/shapes" in known and lora_library.resolve("hub/bob/shapes", known)[0][0].trigger_word == "sks"
@@ -147,3 +147,74 @@ def test_the_servers_token_serves_only_a_one_person_server(run_dir, tmp_path, mo
     with pytest.raises(gr.Error, match="No Hugging Face token"):
         push("fashion/share-me", "operator/x", "", "mit", True, SimpleNamespace(username=None))
     assert len(api.calls) == 2  # the refused pushes reached nothing
+
+
+@pytest.fixture()
+def exported_hair(tmp_path, monkeypatch):
+    """A hair model as `evaluate --export --force` leaves it: metrics and a failed gate in its metadata."""
+    import json
+
+    from pipelines.hair import model as hair_model
+    from pipelines.models.registry import TOY_HAIR
+
+    if not (TOY_HAIR / "tryon.safetensors").is_file():
+        pytest.skip("assets/toy-hair is not built (make toy-hair)")
+    monkeypatch.setenv("ATELIER_MODELS", str(tmp_path / "models"))
+    model = hair_model.load(TOY_HAIR / "tryon.safetensors")
+    model.metadata.update({"metrics": json.dumps({"lpips": 0.31, "identity": 0.42}), "gate_passed": "false",
+                           "forced": "true", "base_model": str(TOY_HAIR)})
+    hair_model.exported_dir().mkdir(parents=True)
+    hair_model.save(hair_model.exported_dir() / "toy-curls.safetensors", model)
+    return hair_model.exported_dir() / "toy-curls.safetensors"
+
+
+def test_a_hair_model_is_pushed_with_its_card_metrics_and_verdict_and_no_secret(exported_hair, tmp_path, caplog):
+    from huggingface_hub import ModelCard
+
+    from pipelines.hair import model as hair_model
+    from tabs import share
+
+    api = RecordingApi()
+    manager = SimpleNamespace(list_runs=lambda owner: [], runs_root=tmp_path / "runs")
+    assert share.pushable(manager, "alice") == [("toy-curls (exported hair model)", "exported:toy-curls")]
+    folder = share.build_for_push(manager, "exported:toy-curls", "alice", tmp_path / "repo", "alice/curls", "mit")
+    card = ModelCard.load(folder / "README.md")
+    assert {"hair", "inpainting", "ip-adapter"} <= set(card.data.to_dict()["tags"])
+    assert "**failed the gate, exported with --force**" in card.text and "| lpips | 0.31 |" in card.text
+    shared = hair_model.load(folder / "hair_model.safetensors")
+    assert shared.metadata["base_model"] == "toy-hair" and str(tmp_path) not in card.content  # no server path
+    push, _ = share.make_handlers(manager, api_factory=lambda: api)
+    caplog.set_level("DEBUG")
+    assert "Uploaded" in push("exported:toy-curls", "alice/curls", TOKEN, "mit", True, SimpleNamespace(username="alice"))
+    assert "hair_model.safetensors" in api.seen_files and TOKEN not in caplog.text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    with pytest.raises(gr.Error, match="There is no exported hair model '../x'"):
+        push("exported:../x", "alice/curls", TOKEN, "mit", True, SimpleNamespace(username="alice"))
+
+
+def test_pulled_hair_and_anime_models_join_their_owners_lists_only(exported_hair, tmp_path, tiny_runtime):
+    from pipelines.models.registry import ANIME_TINY
+    from tabs import anime, hair, share
+    from training.runs.launcher import RunManager
+
+    def fake_snapshot(repo_id, local_dir, **kwargs):
+        os.makedirs(local_dir, exist_ok=True)
+        source = exported_hair if repo_id.endswith("curls") else ANIME_TINY
+        shutil.copyfile(source, Path(local_dir) / source.name.replace("toy-curls", "hair_model"))
+        return local_dir
+
+    manager = RunManager(tmp_path / "runs", poll_seconds=None)
+    _, pull = share.make_handlers(manager, download=fake_snapshot)
+    alice, bob = SimpleNamespace(username="alice"), SimpleNamespace(username="bob")
+    assert "Hair tab" in pull("bob/curls", "", "Hair model", alice)
+    assert "Anime tab" in pull("bob/ghibli", "", "Anime model", alice)
+    with pytest.raises(gr.Error, match="holds no hair_model.safetensors"):
+        pull("bob/ghibli", "", "Hair model", alice)
+    hair_choices, *_ = hair.make_handlers(manager, tiny_runtime)
+    anime_choices, *_ = anime.make_handlers(manager, tiny_runtime)
+    assert "hub bob__curls (failed the gate, exported with --force)" in [l for l, _ in hair_choices(alice)["choices"]]
+    assert not [label for label, _ in hair_choices(bob)["choices"] if label.startswith("hub")]
+    assert "hub bob__ghibli" in [label for label, _ in anime_choices(alice)["choices"]]
+    assert "hub bob__ghibli" not in [label for label, _ in anime_choices(bob)["choices"]]
