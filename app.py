@@ -158,7 +158,7 @@ def build_app(runtime: Runtime, runs_root: Path | None = None, shared_runs: bool
         history.build(manager)
         train.build(manager, runtime, data_roots)
         anime.build(manager, runtime, data_roots)
-        hair.build(manager, runtime)
+        hair.build(manager, runtime, data_roots)
         datasets.build(manager, runtime)
         runs.build(manager, shared_runs)
         share.build(manager)

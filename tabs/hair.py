@@ -37,6 +37,9 @@ NO_DEFAULT_NOTE = ("No default hair model is published for this profile: train o
                    "export it, or start Atelier with `--model hair=OWNER/REPO`.")
 
 
+RIGHTS_LABEL = "I have the right to use these photos"
+
+
 class HairFormError(ValueError):
     """A Hair tab value is refused; the message says which and why."""
 
@@ -159,6 +162,43 @@ def make_handlers(manager, runtime: Runtime):
     return choices, auto_mask, mask_of, hair_tryon
 
 
+def make_train_handler(manager, runtime: Runtime, data_roots: tuple[Path, ...] = ()):
+    """The ``hair_train`` endpoint: the one-command hair pipeline as a run (stages, losses, samples in Runs)."""
+    from tabs.train import dataset_folder
+    from training.runs.launcher import clean_run_name
+
+    @user_errors
+    def hair_train(data_dir: str = "", data_zip: str | None = None, run_name: str = "",
+                   settings: dict[str, Any] | None = None, rights_confirmed: bool = False,
+                   request: gr.Request = None) -> str:
+        """Start or queue a hair run on a folder (or ZIP) holding images/ and labels/ (K-Hairstyle layout).
+
+        ``settings``: ``{"inpaint.max_steps": 500, "texture.steps": 200, ...}``, each stage's own settings.
+        """
+        owner = owner_of(request)
+        if not rights_confirmed:
+            raise HairFormError(f"Tick “{RIGHTS_LABEL}” before training on photos of people.")
+        clean_run_name(run_name, USE_CASE)
+        data = dataset_folder(manager, owner, data_dir, data_zip, run_name, data_roots)
+        overrides = {str(k): str(v) for k, v in (settings or {}).items()}
+        status = manager.status(manager.submit(USE_CASE, run_name, data, overrides, owner, runtime.profile.name))
+        verb = "Queued" if status.state == "queued" else "Started"
+        return (f"{verb} **{status.id}** (prepare → texture → inpaint → evaluate, {status.max_steps} training steps). "
+                "Follow it in the Runs tab; its model joins the Model menu when the inpaint stage ends.")
+
+    return hair_train
+
+
+def train_settings(profile: str, texture_steps: Any, inpaint_steps: Any, rank: Any, learning_rate: Any) -> dict:
+    """The Train form's values that differ from the stages' defaults for ``profile``, as ``hair_train`` takes them."""
+    from training.hair.settings import inpaint_settings, texture_settings
+
+    texture, inpaint = texture_settings(), inpaint_settings(None, profile)
+    values = {"texture.steps": (texture_steps, texture.steps), "inpaint.max_steps": (inpaint_steps, inpaint.max_steps),
+              "inpaint.rank": (rank, inpaint.rank), "inpaint.learning_rate": (learning_rate, inpaint.learning_rate)}
+    return {k: v for k, (v, default) in values.items() if v is not None and v != default}
+
+
 def show_details(portrait: str | None, result: Image.Image | None, details: dict | None):
     """The A/B slider's pair and the text under the result."""
     if result is None or not details:
@@ -204,7 +244,34 @@ def _inputs_column(default: list[tuple[str, str]], profile: str):
     return model, refresh, portrait, editor, grow, uploaded, menus, text, reference, style, identity, steps, cfg, seed
 
 
-def build(manager, runtime: Runtime) -> None:
+def _train_section(hair_train, profile: str) -> None:
+    from training.hair.settings import inpaint_settings, texture_settings
+
+    texture, inpaint = texture_settings(), inpaint_settings(None, profile)
+    gr.Markdown("Runs seed 000's pipeline on your K-Hairstyle data: prepare (masks, faces, English prompts) → texture "
+                "encoder → the inpainting model → evaluation against the gate (identity > 0.90, masked LPIPS < 0.20). "
+                "The folder or ZIP must hold `images/` and `labels/` (one JSON per image).")
+    with gr.Row():
+        with gr.Column():
+            data_dir = gr.Textbox(label="Dataset folder on the server (with images/ and labels/)",
+                                  elem_id="hair-train-folder")
+            data_zip = gr.File(label="…or a ZIP of images/ and labels/", file_types=[".zip"], type="filepath")
+            run_name = gr.Textbox(label="Run name", placeholder="letters, digits, - and _ (empty: hair + date)")
+            rights = gr.Checkbox(label=RIGHTS_LABEL, elem_id="hair-train-rights")
+        with gr.Column():
+            form = [gr.Number(value=texture.steps, precision=0, label="Texture encoder steps"),
+                    gr.Number(value=inpaint.max_steps, precision=0, label="Inpainting steps"),
+                    gr.Number(value=inpaint.rank, precision=0, label="LoRA rank"),
+                    gr.Number(value=inpaint.learning_rate, step=1e-5, label="Learning rate (LoRA)")]
+    start = gr.Button("Start training", variant="primary", elem_id="hair-train")
+    message = gr.Markdown(elem_id="hair-train-message")
+    changes = gr.JSON(value={}, visible=False)
+    start.click(functools.partial(train_settings, profile), form, changes, api_visibility="private",
+                queue=False).success(hair_train, [data_dir, data_zip, run_name, changes, rights], message,
+                                     api_name="hair_train")
+
+
+def build(manager, runtime: Runtime, data_roots: tuple[Path, ...] = ()) -> None:
     """Lay out the tab inside the current Blocks."""
     from pipelines.hair.catalogue import DEFAULT
 
@@ -212,7 +279,7 @@ def build(manager, runtime: Runtime) -> None:
     has_default = bool(runtime.ref("hair").ref)
     default = [(TOY_DEFAULT_LABEL if runtime.profile.name == "tiny" else DEFAULT_LABEL, DEFAULT)] if has_default else []
     with gr.Tab("Hair") as tab:
-        with gr.Row():
+        with gr.Tab("Try on"), gr.Row():
             with gr.Column():
                 (model, refresh, portrait, editor, grow, uploaded, menus, text, reference, style, identity, steps,
                  cfg, seed) = _inputs_column(default, runtime.profile.name)
@@ -228,9 +295,11 @@ def build(manager, runtime: Runtime) -> None:
                 info = gr.Markdown(elem_id="hair-info")
                 last_seed = gr.Number(visible=False)
                 reuse = gr.Button("Reuse this seed", size="sm")
-        mask = gr.Image(visible=False, type="pil", image_mode="L", format="png")
-        no_grow = gr.Number(value=0, visible=False)  # the editor's mask is grown already; API callers may grow theirs
-        details = gr.State()
+            mask = gr.Image(visible=False, type="pil", image_mode="L", format="png")
+            no_grow = gr.Number(value=0, visible=False)  # the editor's mask is grown already; API callers grow theirs
+            details = gr.State()
+        with gr.Tab("Train"):
+            _train_section(make_train_handler(manager, runtime, data_roots), runtime.profile.name)
     gr.on([portrait.change, grow.release], auto_mask, [portrait, grow], editor, api_visibility="private")
     event = go.click(mask_of, [editor, uploaded], mask, api_visibility="private").success(
         hair_tryon, [portrait, menus["color"], menus["curl"], menus["length"], reference, mask, seed, menus["bang"],

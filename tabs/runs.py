@@ -53,8 +53,10 @@ def loss_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def sample_files(run_dir: Path) -> list[Path]:
-    """The newest MAX_SAMPLES images in samples/, oldest first."""
-    images = [p for p in (run_dir / "samples").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    """The newest MAX_SAMPLES images in samples/ (and in each stage's samples/ and evaluation/ of a multi-stage
+    run), oldest first."""
+    images = [p for pattern in ("samples/*", "*/samples/*", "*/evaluation/*") for p in run_dir.glob(pattern)
+              if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
     images.sort(key=lambda p: (p.stat().st_mtime, p.name))
     return images[-MAX_SAMPLES:]
 

@@ -133,7 +133,7 @@ def test_all_runs_every_stage_once_and_resumes_where_it_stopped(prepared, tmp_pa
     for path in (out / "inpaint" / "final", out / "inpaint" / "evaluation", out / "inpaint" / "checkpoints" / "step-4"):
         shutil.rmtree(path)
     assert main(command) == 0
-    log = (out / "pipeline.log").read_text()
+    log = (out / "train.log").read_text()
     assert "prepare is complete" in log and "texture is complete" in log
     assert "inpaint (resuming from its latest checkpoint)" in log
     assert (out / "inpaint" / "final" / "hair_model.safetensors").is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import shutil
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
@@ -98,3 +99,39 @@ def test_a_users_hair_models_are_offered_to_them_only(tiny_runtime, tmp_path):
     with pytest.raises(gr.Error, match="is not one of yours"):
         tryon(str(path), model=str(mine / "hair_model.safetensors"), request=bob)
     assert tryon(str(path), steps=2, model=str(mine / "hair_model.safetensors"), request=ann)[0].size == (64, 64)
+
+
+def test_a_short_hair_run_from_the_tab_shows_its_stages_in_runs_and_its_model_in_the_menu(tiny_runtime, tmp_path):
+    import time
+
+    from pipelines.hair.toy_hair import write_khairstyle
+    from tabs.hair import make_handlers, make_train_handler
+    from tabs.runs import loss_curves, sample_files
+    from training.runs.launcher import RunManager, read_events
+
+    data = tmp_path / "khair"
+    write_khairstyle(data / "images", data / "labels", 12, seed=9)
+    manager = RunManager(tmp_path / "runs", poll_seconds=None)
+    train = make_train_handler(manager, tiny_runtime, data_roots=(tmp_path,))
+    with pytest.raises(gr.Error, match="Tick"):
+        train(str(data), None, "short", {}, False)
+    settings = {"texture.steps": 2, "inpaint.max_steps": 2, "inpaint.batch_size": 2, "inpaint.sample_steps": 2,
+                "inpaint.sample_inference_steps": 2, "inpaint.checkpointing_steps": 1}
+    assert "hair/short" in train(str(data), None, "short", settings, True)
+    deadline = time.time() + 600
+    while (status := manager.status(manager.find("hair/short", "local"))).state in ("queued", "running"):
+        assert time.time() < deadline, status
+        manager.pump()
+        time.sleep(1)
+    assert status.state == "done", (status.message, (tmp_path / "runs/hair/short/process.log").read_text()[-2000:])
+    assert status.message.startswith("Finished: identity") and "the gate" in status.message
+    run_dir = manager.find("hair/short", "local")
+    events = read_events(run_dir / "events.jsonl")
+    assert [e["stage"] for e in events if e["kind"] == "stage" and e["stage"] in
+            ("prepare", "texture", "inpaint", "evaluate")] == ["prepare", "texture", "inpaint", "evaluate"]
+    curves = loss_curves(run_dir)
+    assert status.step == status.max_steps == 4 and [s for s, _ in curves["train"]] == [2, 4]  # texture, inpaint
+    assert [s for s, _ in curves["mask_mse"]] == [4]
+    assert any(p.name == "results.png" for p in sample_files(run_dir))
+    choices, *_ = make_handlers(manager, tiny_runtime)
+    assert choices()["choices"][0][0].startswith("run short (")

@@ -4,14 +4,19 @@
 prepare → texture → inpaint → evaluate (and export with ``--export NAME``), each in its own folder under RUN. A
 stage whose output is complete is skipped, a training stage with checkpoints but no result resumes from the latest,
 and ``--from STAGE`` runs that stage and the ones after it again (their old folders are kept beside, renamed).
-Everything logs to ``RUN/pipeline.log``.
+Everything logs to ``RUN/train.log``, and ``RUN/events.jsonl`` follows the stages as one run (the training stages'
+events with their steps placed one after the other), so the launcher and the Runs tab treat it like any run.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
+
+from training.runs.folder import append_event, mirror_events
 
 log = logging.getLogger("training.hair")
 STAGES = ("prepare", "texture", "inpaint", "evaluate")
@@ -50,6 +55,33 @@ def commands(images: Path, labels: Path, output: Path, profile: str, sets: dict[
     }
 
 
+def step_spans(profile: str, sets: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
+    """(first step, steps) of each training stage in the run's one count of steps; the settings are checked."""
+    from training.hair.settings import inpaint_settings, parse_sets, texture_settings
+
+    texture = texture_settings(parse_sets(sets.get("texture", []))).steps
+    inpaint = inpaint_settings(parse_sets(sets.get("inpaint", [])), profile).max_steps
+    return {"texture": (0, texture), "inpaint": (texture, inpaint)}
+
+
+def summary(output: Path) -> str:
+    """One sentence on how the run ended: the evaluation's figures and the gate verdict."""
+    report = json.loads((folders(output)["evaluate"] / "report.json").read_text())
+    verdict = "passed the gate" if report["gate"]["passed"] else "failed the gate"
+    return (f"Finished: identity {report['identity']:.3f}, masked LPIPS {report['lpips']:.3f} on "
+            f"{report['count']} held-out portraits; the model {verdict}.")
+
+
+def stopped(events: Path, stage: str, code: int) -> str:
+    """The run's error sentence: the stage's own when it wrote one, else its exit code."""
+    from training.runs.launcher import read_events
+
+    last = (read_events(events) or [{}])[-1]
+    reason = last.get("message") if last.get("kind") == "error" else None
+    return f"The {stage} stage stopped: {reason}" if reason else (
+        f"The {stage} stage stopped (exit code {code}); the end of train.log says why.")
+
+
 def run_all(images: Path, labels: Path, output: Path, profile: str, start: str | None = None,
             sets: dict[str, list[str]] | None = None, export: str | None = None, force: bool = False) -> int:
     """Run the stages in order; returns the first non-zero exit code, or 0."""
@@ -57,14 +89,18 @@ def run_all(images: Path, labels: Path, output: Path, profile: str, start: str |
     from training.prepare.cli import main as prepare_main
 
     output.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(output / "pipeline.log", encoding="utf-8")
+    handler = logging.FileHandler(output / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+    events = output / "events.jsonl"
     try:
+        spans = step_spans(profile, sets or {})
+        total = sum(steps for _, steps in spans.values())
         lines = commands(images, labels, output, profile, sets or {}, export, force)
         again = set(STAGES[STAGES.index(start):]) if start else set()
         for stage in STAGES:
             folder = folders(output)[stage]
+            first = spans.get(stage, (spans["inpaint"][0] + spans["inpaint"][1] if stage == "evaluate" else 0, 0))[0]
             if stage in again and folder.exists():
                 kept = folder.with_name(f"{folder.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
                 folder.rename(kept)
@@ -74,11 +110,15 @@ def run_all(images: Path, labels: Path, output: Path, profile: str, start: str |
                 continue
             resume = ["--resume", "latest"] if any((folder / "checkpoints").glob("step-*")) else []
             log.info("all: %s%s", stage, " (resuming from its latest checkpoint)" if resume else "")
-            code = (prepare_main if stage == "prepare" else hair_main)(lines[stage](resume))
+            append_event(events, "stage", first, stage=stage)
+            with mirror_events(events, first, total) if stage in spans else nullcontext():
+                code = (prepare_main if stage == "prepare" else hair_main)(lines[stage](resume))
             if code:
                 log.error("all: %s stopped with exit code %d; fix what it said and run the same command again",
                           stage, code)
+                append_event(events, "error", -1, message=stopped(events, stage, code))
                 return code
+        append_event(events, "done", total, summary=summary(output))
         return 0
     finally:
         logging.getLogger().removeHandler(handler)

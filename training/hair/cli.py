@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     every.add_argument("--from", dest="start", choices=STAGES, help="run this stage and the later ones again")
     every.add_argument("--export", metavar="NAME", help="export past the gate as models/hair/NAME.safetensors")
     every.add_argument("--force", action="store_true", help="export even when the gate fails, marked as failing")
+    every.add_argument("--resume", choices=["latest"], help="accepted for the launcher: a re-run resumes anyway")
     every.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
                        help="a setting of the texture or inpaint stage, e.g. inpaint.max_steps=500")
     add_profile_argument(every)

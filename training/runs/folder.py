@@ -9,7 +9,8 @@ import os
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,30 @@ STAGES = ("loading", "caching", "class images", "training", "saving")
 SECRET_WORDS = ("token", "password", "secret")
 # Why a disk refuses a write: read-only, no permission, full. Other OSErrors in the run folder are bugs.
 REFUSED_WRITES = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
+_MIRRORS: list[dict[str, Any]] = []  # see mirror_events
+
+
+def append_event(events_file: Path, kind: str, step: int, /, **fields: Any) -> None:
+    """One line of an events.jsonl: ``{"t", "step", "kind", **fields}``."""
+    assert kind in EVENT_KINDS, kind
+    line = json.dumps({"t": round(time.time(), 3), "step": step, "kind": kind, **fields})
+    with Path(events_file).open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+@contextmanager
+def mirror_events(path: Path, offset: int, total: int) -> Iterator[None]:
+    """While inside, every event a RunFolder of this process writes is also appended to ``path`` (a multi-stage
+    run's own events.jsonl) with its step moved by ``offset`` and training events' ``max_steps`` set to ``total``,
+    so the Runs tab follows the stages as one run."""
+    mirror = {"path": Path(path), "offset": offset, "total": total}
+    _MIRRORS.append(mirror)
+    try:
+        yield
+    finally:
+        _MIRRORS.remove(mirror)
 
 
 class RunFolder:
@@ -60,10 +85,11 @@ class RunFolder:
     def event(self, kind: str, step: int, **fields: Any) -> None:
         if not self.is_main:
             return
-        assert kind in EVENT_KINDS, kind
-        line = json.dumps({"t": round(time.time(), 3), "step": step, "kind": kind, **fields})
-        with (self.root / "events.jsonl").open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        append_event(self.root / "events.jsonl", kind, step, **fields)
+        for mirror in _MIRRORS:
+            if kind != "done":  # a stage's end is not the run's: the pipeline writes its own
+                extra = {"max_steps": mirror["total"]} if kind == "train" else {}
+                append_event(mirror["path"], kind, step + mirror["offset"] if step >= 0 else step, **{**fields, **extra})
 
     def stage(self, name: str, step: int = 0) -> None:
         """Record that the run entered stage ``name`` (one of STAGES), so a reader knows what it waits for."""
@@ -99,6 +125,8 @@ class RunFolder:
 
 # The events a loss curve is drawn from: kind -> (the loss field, the legend's name).
 LOSS_SERIES = {"train": ("loss", "train"), "val": ("val_mse", "validation")}
+# The parts of a total loss that a trainer logs beside it (hair stage 2, seed 000), each drawn as its own curve.
+LOSS_PARTS = ("mask_mse", "identity", "texture", "gram")
 
 
 def loss_points(events: Iterable[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
@@ -108,6 +136,9 @@ def loss_points(events: Iterable[dict[str, Any]]) -> dict[str, list[tuple[int, f
         field, name = LOSS_SERIES.get(e.get("kind"), (None, None))
         if field and isinstance(e.get(field), (int, float)) and isinstance(e.get("step"), int):
             points[name].append((e["step"], float(e[field])))
+            for part in LOSS_PARTS if e["kind"] == "train" else ():
+                if isinstance(e.get(part), (int, float)):
+                    points.setdefault(part, []).append((e["step"], float(e[part])))
     return points
 
 
@@ -120,6 +151,9 @@ def loss_figure(points: dict[str, list[tuple[int, float]]]):
     for name, style in (("train", "-"), ("validation", "o-")):  # markers: a first validation is a single point
         if points.get(name):
             ax.plot(*zip(*points[name]), style, label=name, linewidth=1)
+    for name in LOSS_PARTS:
+        if points.get(name):
+            ax.plot(*zip(*points[name]), ":", label=name, linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if any(points.values()):

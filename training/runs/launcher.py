@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINER_MODULE = "training.lora"
 USE_CASES = ("fashion", "ghibli", "dreambooth")  # the LoRA presets
 # Use cases with a trainer of their own; their data folder holds what trainer_args passes on.
-TRAINER_MODULES = {"anime": "training.anime"}
+TRAINER_MODULES = {"anime": "training.anime", "hair": "training.hair"}
 RUN_USE_CASES = USE_CASES + tuple(TRAINER_MODULES)
 PROFILES = ("tiny", "full")
 RUN_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -49,7 +49,9 @@ SERVER_PATH_SETTINGS = ("class_data_dir",)
 HISTORY_RUNS = 5  # finished runs an estimate is measured from, newest first
 SPEED_WINDOW = 10  # timed steps the Runs tab's speed is averaged over: recent, yet not jumpy
 # What a running trainer is busy with, as the Runs tab says it (the "stage" events of training/runs/folder.py).
-STAGE_TEXT = {"loading": "Loading models and data", "caching": "Encoding the images (cached for later runs)",
+STAGE_TEXT = {"prepare": "Preparing the hair data (masks, faces, prompts)", "texture": "Stage 1: the texture encoder",
+              "inpaint": "Stage 2: the inpainting model",
+              "evaluate": "Scoring the model on held-out portraits (the gate)", "loading": "Loading models and data", "caching": "Encoding the images (cached for later runs)",
               "class images": "Making class images for prior preservation", "training": "Training",
               "saving": "Saving the weights and the final samples"}
 
@@ -101,6 +103,8 @@ def trainer_args(use_case: str, data_dir: Path, run_dir: Path, profile: str, max
     """The trainer's arguments after ``-m module`` (stored in request.json, so a restart can start it)."""
     if use_case == "anime":  # data_dir holds content/ and style/ (see tabs/anime.py)
         args = ["--content", str(data_dir / "content"), "--style", str(data_dir / "style")]
+    elif use_case == "hair":  # data_dir holds images/ and labels/ (K-Hairstyle); every stage in one command
+        args = ["all", "--images", str(data_dir / "images"), "--labels", str(data_dir / "labels")]
     else:
         args = ["--preset", use_case, "--data", str(data_dir)]
     args += ["--output", str(run_dir), "--profile", profile]
@@ -128,6 +132,27 @@ def _anime_steps(data: Path, overrides: dict[str, str]) -> int:
     train, _ = splits(data / "content", "content", settings.val_fraction)
     splits(data / "style", "style", settings.val_fraction)
     return settings.epochs * max(1, len(train) // settings.batch_size)
+
+
+def _hair_steps(data: Path, overrides: dict[str, str], profile: str) -> int:
+    """The hair pipeline's training steps (texture + inpaint); the data's layout and the settings checked."""
+    from training.hair.all_stages import step_spans
+    from training.hair.settings import HairSettingsError
+
+    for part in ("images", "labels"):
+        if not (data / part).is_dir():
+            raise LaunchError(f"The hair dataset {data.name} has no {part}/ folder; give a folder (or ZIP) holding "
+                              "images/ and labels/ as K-Hairstyle lays them out.")
+    sets: dict[str, list[str]] = {}
+    for key, value in overrides.items():
+        stage, dot, name = key.partition(".")
+        if not dot or stage not in ("texture", "inpaint"):
+            raise LaunchError(f"Hair setting {key!r} must be texture.NAME or inpaint.NAME.")
+        sets.setdefault(stage, []).append(f"{name}={value}")
+    try:
+        return sum(steps for _, steps in step_spans(profile, sets).values())
+    except HairSettingsError as err:
+        raise LaunchError(str(err)) from None
 
 
 def read_events(path: Path, tail_bytes: int | None = None) -> list[dict[str, Any]]:
@@ -166,7 +191,9 @@ def tail_text(path: Path, lines: int, tail_bytes: int = TAIL_BYTES) -> str:
 
 def checkpoints(run_dir: Path) -> list[Path]:
     """The run's finished checkpoints (``checkpoints/step-N``; temporary names are ignored), oldest first."""
-    found = [p for p in (run_dir / "checkpoints").glob("step-*") if p.is_dir() and CHECKPOINT.fullmatch(p.name)]
+    # a multi-stage run (hair) keeps them in each stage's folder
+    found = [p for pattern in ("checkpoints/step-*", "*/checkpoints/step-*") for p in run_dir.glob(pattern)
+             if p.is_dir() and CHECKPOINT.fullmatch(p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -292,6 +319,8 @@ class RunManager:
         # a bad value is refused here, before any folder exists
         if use_case == "anime":
             total = _anime_steps(data, overrides)
+        elif use_case == "hair":
+            total = _hair_steps(data, overrides, profile)
         else:
             total = resolve_settings(use_case, overrides, profile).max_steps
         run_dir = self._make_run_dir(use_case, name)
@@ -541,7 +570,7 @@ class RunManager:
         returncode = process.get("returncode")
         if ends and ends[-1]["kind"] == "done" and returncode in (None, 0):
             return "done", "Finished early: the validation loss stopped improving." if ends[-1].get(
-                "stopped_early") else "Finished."
+                "stopped_early") else ends[-1].get("summary") or "Finished."
         if ends and ends[-1]["kind"] == "error":
             return "failed", str(ends[-1].get("message") or "The trainer reported an error; see process.log.")
         code = f" (exit code {returncode})" if returncode is not None else ""
