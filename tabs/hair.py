@@ -235,12 +235,12 @@ def _inputs_column(default: list[tuple[str, str]], profile: str):
     text = gr.Textbox("", label="More words for the prompt", elem_id="hair-text")
     reference = ImageFile(label="Reference hair photo (optional: its hair gives the style)", type="filepath",
                           elem_id="hair-reference")
-    with gr.Accordion("Settings", open=False):
+    with gr.Accordion("Sampling settings", open=False):
         style = gr.Slider(0, 2, value=1, step=0.05, label="Style strength")
         identity = gr.Slider(0, 2, value=1, step=0.05, label="Identity strength")
         steps = gr.Slider(1, 100, value=20 if profile == "tiny" else 30, step=1, label="Steps")
         cfg = gr.Slider(1, 15, value=7.5, step=0.5, label="CFG scale")
-        seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+        seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)", elem_id="hair-seed")
     return model, refresh, portrait, editor, grow, uploaded, menus, text, reference, style, identity, steps, cfg, seed
 
 
