@@ -3,6 +3,7 @@ example of README.md's "## API" section, run as written."""
 from __future__ import annotations
 
 import functools
+import random
 import re
 import shutil
 import zipfile
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import serve
+from pipelines.hair import toy_hair
 from lora_runs import make_run
 from tests.prepare_images import distinct_photos, save
 
@@ -150,14 +152,16 @@ def test_every_readme_api_example_runs(hub, tmp_path, monkeypatch):
     with zipfile.ZipFile(tmp_path / "stills.zip", "w") as archive:  # what the reader's stills.zip holds
         for i, image in enumerate(distinct_photos(2), start=1):
             archive.write(save(image, tmp_path / "src" / f"{i:04d}.png"), f"{i:04d}.png")
+    toy_hair.render(toy_hair.random_portrait(random.Random(3))).save(tmp_path / "portrait.png")
     monkeypatch.chdir(tmp_path)
     examples = api_examples()
-    assert len(examples) == 3 and README_URL in examples[0]
+    assert len(examples) == 4 and README_URL in examples[0]
     names: dict = {}
     for i, code in enumerate(examples):
         exec(compile(code.replace(README_URL, hub[0]), f"README.md API example {i + 1}", "exec"), names)
     assert PROMPT in names["text"]  # /png_info of a /generate image
     assert names["summary"].startswith("**ghibli: kept 2")
+    assert Image.open(names["result"]).size == (64, 64) and -1 <= names["identity"] <= 1
     # The fixture pauses the queue, so the run should wait ("queued"); one clean-clone suite of two (2026-11-30) read
     # "running" here, cause not found. The example's point, that /train took the run, holds either way.
     assert names["client"].predict("ghibli/my-style", api_name="/run_status")["state"] in ("queued", "running")
