@@ -134,4 +134,5 @@ def test_a_short_hair_run_from_the_tab_shows_its_stages_in_runs_and_its_model_in
     assert [s for s, _ in curves["mask_mse"]] == [4]
     assert any(p.name == "results.png" for p in sample_files(run_dir))
     choices, *_ = make_handlers(manager, tiny_runtime)
-    assert choices()["choices"][0][0].startswith("run short (")
+    labels = [label for label, _ in choices()["choices"]]
+    assert labels[0].startswith("run short (") and "run short · step-2" in labels and "run short · step-1" in labels

@@ -4,12 +4,14 @@ hair runs and the repos they pulled. Each entry says whether the model passed se
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.hair.model import MODEL_FILE, HairModelError, exported_dir, read_metadata
 
 DEFAULT = "default"  # the dropdown's value for the ``hair`` role's model
+CHECKPOINT_WEIGHTS = "lora.safetensors"  # a checkpoint's weights file (training/runs/checkpoint.py's LORA_FILE)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,13 @@ def run_model(run_dir: Path) -> Path | None:
     return None
 
 
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """The weights files of a hair run's stage-2 checkpoints, newest first (each loads as a hair model)."""
+    found = [p for pattern in ("inpaint/checkpoints/*/", "checkpoints/*/") for p in run_dir.glob(pattern + CHECKPOINT_WEIGHTS)
+             if re.fullmatch(r"step-\d+", p.parent.name)]  # a half-written checkpoint has another name
+    return sorted(found, key=lambda p: int(p.parent.name.removeprefix("step-")), reverse=True)
+
+
 def run_verdict(run_dir: Path) -> str:
     """The gate verdict of a one-command run's evaluation, or "" before it was evaluated."""
     report = run_dir / "inpaint" / "evaluation" / "report.json"
@@ -65,6 +74,7 @@ def entries(default_label: str | None, runs: list[tuple[str, Path]], pulled: Pat
         if path is not None:
             note = run_verdict(run_dir)
             found.append(Entry(f"run {name} ({note})" if note else f"run {name}", str(path)))
+        found += [e for p in run_checkpoints(run_dir) if (e := _entry(f"run {name} · {p.parent.name}", p))]
     if pulled is not None and pulled.is_dir():
         found += [e for p in sorted(pulled.glob(f"*/{MODEL_FILE}")) if (e := _entry(f"hub {p.parent.name}", p))]
     exported = exported or exported_dir()

@@ -93,7 +93,12 @@ def save(path: Path, model: HairModel) -> None:
     """Write ``model`` as safetensors; metadata values must be strings."""
     from safetensors.torch import save_file
 
-    save_file(to_tensors(model), str(path), metadata={"kind": KIND, **model.metadata})
+    save_file(to_tensors(model), str(path), metadata=file_metadata(model))
+
+
+def file_metadata(model: HairModel) -> dict[str, str]:
+    """The safetensors metadata of a hair model file (what ``load`` checks)."""
+    return {"kind": KIND, **model.metadata}
 
 
 def load(path: Path) -> HairModel:

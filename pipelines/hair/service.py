@@ -106,7 +106,7 @@ class HairTryOn:
         self.base_name = Path(runtime.ref("sdxl_inpaint").ref).name
         device, dtype = runtime.profile.device, runtime.dtype
         self.pipe = loaders.load("sdxl_inpaint", runtime.ref("sdxl_inpaint").ref, device=device, dtype=dtype)
-        self.pipe.set_progress_bar_config(disable=True)
+        self.pipe.set_progress_bar_config(desc="hair try-on")  # tqdm: the Hair tab's progress bar follows it
         widen_to_inpaint(self.pipe.unet)
         hair_model.install(self.pipe, self.model)
         self.size = int(self.model.metadata.get("resolution") or

@@ -361,8 +361,9 @@ class InpaintRun:
         if self.acc.is_main_process:
             target = self.folder.checkpoints / f"step-{step}"
             state = {"step": step, "lr_scheduler": self.lr_scheduler.state_dict()}
-            checkpoint.save(target, hair_model.to_tensors(self.trained_model()), self.optimizer.state_dict(),
-                            rng_state(), state)
+            model = self.trained_model()  # the weights file is a hair model file too: the Hair tab offers it
+            checkpoint.save(target, hair_model.to_tensors(model), self.optimizer.state_dict(), rng_state(), state,
+                            hair_model.file_metadata(model))
             self.folder.prune_checkpoints(self.s.checkpoints_total_limit)
             self.folder.event("checkpoint", step, path=str(target.relative_to(self.folder.root)))
         self.acc.wait_for_everyone()

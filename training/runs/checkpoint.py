@@ -92,11 +92,14 @@ def write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[s
 
 
 def save(folder: Path, lora: dict[str, torch.Tensor], optimizer: dict[str, Any], rng: dict[str, torch.Tensor],
-         state: dict[str, Any]) -> Path:
-    """Write a checkpoint atomically: a half-written one never has the final name."""
+         state: dict[str, Any], metadata: dict[str, str] | None = None) -> Path:
+    """Write a checkpoint atomically: a half-written one never has the final name.
+
+    ``metadata``: the weights file's safetensors metadata, so that it also loads as the trainer's result file.
+    """
     def write(tmp: Path) -> None:
         opt_tensors, opt_meta = optimizer_to_files(optimizer)
-        write_tensors(lora, tmp / LORA_FILE)
+        write_tensors(lora, tmp / LORA_FILE, metadata)
         write_tensors(opt_tensors, tmp / OPTIMIZER_FILE)
         write_tensors({k: v.contiguous() for k, v in rng.items()}, tmp / RNG_FILE)
         (tmp / STATE_FILE).write_text(json.dumps({**state, "optimizer": opt_meta}, indent=1))
