@@ -13,7 +13,7 @@ from PIL import Image
 from pipelines.hair import toy_hair
 from pipelines.models.registry import TOY_HAIR
 
-pytestmark = pytest.mark.skipif(not (TOY_HAIR / "tryon.safetensors").is_file(),
+pytestmark = pytest.mark.skipif(not (TOY_HAIR / "hair_model.safetensors").is_file(),
                                 reason="assets/toy-hair is not built (make toy-hair)")
 
 
@@ -91,7 +91,7 @@ def test_a_users_hair_models_are_offered_to_them_only(tiny_runtime, tmp_path):
     choices, _, _, tryon = make_handlers(manager, tiny_runtime)
     mine = pulled_folder(manager, "ann", "hair") / "ann__curls"
     mine.mkdir(parents=True)
-    shutil.copyfile(TOY_HAIR / "tryon.safetensors", mine / "hair_model.safetensors")
+    shutil.copyfile(TOY_HAIR / "hair_model.safetensors", mine / "hair_model.safetensors")
     ann, bob = gr.Request(username="ann"), gr.Request(username="bob")
     assert [label for label, _ in choices(ann)["choices"]] == ["hub ann__curls", "Default model (toy)"]
     assert [label for label, _ in choices(bob)["choices"]] == ["Default model (toy)"]

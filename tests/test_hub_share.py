@@ -157,10 +157,10 @@ def exported_hair(tmp_path, monkeypatch):
     from pipelines.hair import model as hair_model
     from pipelines.models.registry import TOY_HAIR
 
-    if not (TOY_HAIR / "tryon.safetensors").is_file():
+    if not (TOY_HAIR / "hair_model.safetensors").is_file():
         pytest.skip("assets/toy-hair is not built (make toy-hair)")
     monkeypatch.setenv("ATELIER_MODELS", str(tmp_path / "models"))
-    model = hair_model.load(TOY_HAIR / "tryon.safetensors")
+    model = hair_model.load(TOY_HAIR / "hair_model.safetensors")
     model.metadata.update({"metrics": json.dumps({"lpips": 0.31, "identity": 0.42}), "gate_passed": "false",
                            "forced": "true", "base_model": str(TOY_HAIR)})
     hair_model.exported_dir().mkdir(parents=True)

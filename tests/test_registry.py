@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from pipelines.models.profile import choose_profile
-from pipelines.models.registry import (ROLES, TOY_SD, RegistryError, env_overrides, parse_overrides,
+from pipelines.models.registry import (ROLES, TOY_HAIR, TOY_SD, RegistryError, env_overrides, parse_overrides,
                                 resolve)
 
 EXPECTED_ROLES = {"sd15", "portrait", "sdxl_inpaint", "captioner", "vit", "anime", "vgg19", "vgg16", "faces", "face_id",
-                  "hair_segmenter", "lpips", "clip_scorer"}
+                  "hair_segmenter", "hair", "lpips", "clip_scorer"}
 
 
 def test_every_role_has_a_full_and_a_tiny_model(tmp_path):
@@ -26,6 +26,18 @@ def test_the_anime_default_ships_for_tiny_only(tmp_path):
     assert Path(tiny.ref).is_file() and not tiny.build
     assert resolve("anime", "full", {}, tmp_path).ref == ""
     assert resolve("anime", "full", {"anime": "team/anime-run"}, tmp_path).ref == "team/anime-run"
+
+
+def test_the_hair_roles_ship_the_toy_hair_model_for_tiny(tmp_path):
+    from pipelines.models import loaders
+
+    base, model = resolve("sdxl_inpaint", "tiny", {}, tmp_path), resolve("hair", "tiny", {}, tmp_path)
+    assert base.ref == str(TOY_HAIR) and not base.build and Path(model.ref) == TOY_HAIR / "hair_model.safetensors"
+    assert resolve("hair", "full", {}, tmp_path).ref == ""
+    if (TOY_HAIR / "model_index.json").is_file():
+        pipe = loaders.load("sdxl_inpaint", base.ref)
+        assert pipe.unet.config.in_channels == 9 and pipe.unet.config.addition_embed_type == "text_time"
+        assert loaders.load("hair", base.ref) == Path(model.ref)
 
 
 def test_tiny_sd_roles_use_the_toy_model_and_built_roles_the_cache(tmp_path):

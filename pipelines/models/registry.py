@@ -33,7 +33,7 @@ ROLES: dict[str, Role] = {r.name: r for r in (
          "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", str(TOY_HAIR)),
     # Like anime: no full-size hair model is published; the full profile paints with the caller's own runs, models
     # exported to $ATELIER_MODELS/hair, or --model hair=OWNER/REPO (a repo holding hair_model.safetensors).
-    Role("hair", "hair try-on model, the Hair tab's default (seed 000)", "", str(TOY_HAIR / "tryon.safetensors")),
+    Role("hair", "hair try-on model, the Hair tab's default (seed 000)", "", str(TOY_HAIR / "hair_model.safetensors")),
     Role("captioner", "image captions (BLIP large)", "Salesforce/blip-image-captioning-large", "build"),
     Role("vit", "photo→anime encoder (timm ViT-B/16)",
          "hf-hub:timm/vit_base_patch16_224.augreg2_in21k_ft_in1k", "build"),

@@ -98,34 +98,6 @@ def _clip_text_config(tokenizer, hidden: int = 32, projection: int = 32):
                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
-def build_sdxl_inpaint(out: Path) -> None:
-    """SDXL inpainting layout: 9-channel UNet, two CLIP text encoders (32 + 32 = 64 wide), VAE with scale 8."""
-    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline,
-                           UNet2DConditionModel)
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection
-    tokenizer, tokenizer_2 = _clip_tokenizer(), _clip_tokenizer()
-    text_encoder = CLIPTextModel(_clip_text_config(tokenizer))
-    text_encoder_2 = CLIPTextModelWithProjection(_clip_text_config(tokenizer_2))
-    time_embed_dim = 8  # add_time_ids: original size (2) + crop top-left (2) + target size (2)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=9, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, cross_attention_dim=64, norm_num_groups=32,
-        addition_embed_type="text_time", addition_time_embed_dim=time_embed_dim,
-        projection_class_embeddings_input_dim=6 * time_embed_dim + text_encoder_2.config.projection_dim)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(16, 32, 32, 32),
-                        layers_per_block=1, latent_channels=4, norm_num_groups=8, sample_size=64,
-                        scaling_factor=0.13025)
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       steps_offset=1, timestep_spacing="leading")
-    pipe = StableDiffusionXLInpaintPipeline(
-        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler, requires_aesthetics_score=False,
-        add_watermarker=False)
-    pipe.save_pretrained(out, safe_serialization=True)
-
-
 def _wordpiece_vocab() -> dict[str, int]:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
@@ -226,7 +198,6 @@ def build_face_id(out: Path) -> None:
 
 
 BUILDERS: dict[str, Callable[[Path], None]] = {
-    "sdxl_inpaint": build_sdxl_inpaint,
     "captioner": build_captioner,
     "vit": build_vit,
     "vgg19": lambda out: _build_vgg("vgg19", out),

@@ -17,7 +17,7 @@ from pipelines.models.registry import TOY_HAIR
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.skipif(not shutil.which("chromium"),
                                  reason="Debian's chromium is not installed (make test installs it as root)"),
-              pytest.mark.skipif(not (TOY_HAIR / "tryon.safetensors").is_file(),
+              pytest.mark.skipif(not (TOY_HAIR / "hair_model.safetensors").is_file(),
                                  reason="assets/toy-hair is not built (make toy-hair)")]
 LAUNCH_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]

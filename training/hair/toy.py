@@ -6,7 +6,7 @@ mask, the hair its prompt (as ``training.prepare hair`` writes it) describes. St
 VAE → cache image and masked-image latents → train the UNet and both text encoders jointly (captions dropped to the
 zero embedding, as the pipeline's ``force_zeros_for_empty_prompt`` expects) → save the pipeline folder → stage 2
 (``training.hair inpaint`` with its [tiny] settings) on a prepared toy K-Hairstyle set: the default hair model,
-saved in the folder as ``tryon.safetensors``. ``training_report.json`` holds the judged accuracy of both.
+saved in the folder as ``hair_model.safetensors``. ``training_report.json`` holds the judged accuracy of both.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from training.runs.folder import check_finite_weights
 from training.toy.recipe import autocast, encode_latents, to_unit, tokenize, train_vae, update
 
 log = logging.getLogger("training.hair")
-TRYON_FILE = "tryon.safetensors"  # the tiny profile's default hair model, beside its base
+TRYON_FILE = "hair_model.safetensors"  # the tiny profile's default hair model, beside its base (the hair role)
 MASK_DILATE = 1  # pixels; what training.prepare hair grows a 64-px portrait's polygon by
 
 
@@ -200,7 +200,7 @@ def tryon_only(s: HairToySettings) -> Path:
 
 
 def train_tryon(base: Path, s: HairToySettings) -> dict:
-    """Stage 2 with its [tiny] settings on a prepared toy set; saves ``base/tryon.safetensors``, returns its figures."""
+    """Stage 2 with its [tiny] settings on a prepared toy set; saves ``base/hair_model.safetensors``, returns its figures."""
     import tempfile
 
     from diffusers import StableDiffusionXLInpaintPipeline
