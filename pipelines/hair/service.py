@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from pipelines.hair import model as hair_model
 from pipelines.hair import toy_hair
 from pipelines.hair.inpaint import widen_to_inpaint
-from pipelines.hair.style import style_embedding
+from pipelines.hair.style import style_dim, style_embedding
 from pipelines.hair.tryon import blend, paint
 from pipelines.hair.vocabulary import load as load_vocabulary
 from pipelines.images import user_image
@@ -114,6 +114,11 @@ class HairTryOn:
         self.runtime = runtime
         texture = self.model.texture_encoder()
         self.texture = texture.to(device) if texture is not None else None
+        made, trained = style_dim(runtime.model("vgg16"), self.texture), int(self.model.metadata.get("style_dim", 0))
+        if trained and trained != made:
+            raise hair_model.HairModelError(
+                f"{Path(model_path).name} was trained with {trained}-d style vectors but this version of Atelier makes "
+                f"{made}-d ones; train it again, or choose another model.")
 
     def __call__(self, request: Request) -> Result:
         notes: list[str] = []

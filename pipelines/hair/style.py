@@ -1,8 +1,10 @@
 """The style adapter's image encoder (seed 000, stage 2): what a reference hair looks like, as one vector.
 
-The channel means and standard deviations of VGG16 features (relu1_2, relu2_2, relu3_3 of the ``vgg16`` role)
-inside the hair mask: the statistics that style transfer has used since Gatys et al. and AdaIN, which hold a hair's
-colour and texture and not its shape or where it is.
+The channel means and standard deviations inside the hair mask of the colours themselves and of VGG16 features
+(relu1_2, relu2_2, relu3_3 of the ``vgg16`` role): the statistics that style transfer has used since Gatys et al.
+and AdaIN, which hold a hair's colour and texture and not its shape or where it is. The colour level is there
+because a hair's colour is most of what a try-on asks for, and an untrained network (the tiny profile's VGG16) keeps
+little more than its brightness.
 """
 from __future__ import annotations
 
@@ -41,13 +43,13 @@ def style_dim(vgg, texture=None) -> int:
 
 @torch.no_grad()
 def style_embedding(vgg, image: torch.Tensor, mask: torch.Tensor, texture=None) -> torch.Tensor:
-    """N×D: per VGG level, the feature channels' mean and standard deviation inside ``mask`` (N×1×H×W, 1 = hair),
-    followed by the stage-1 texture encoder's embedding of the hair when ``texture`` is given.
+    """N×D: for the colours and per VGG level, the channels' mean and standard deviation inside ``mask``
+    (N×1×H×W, 1 = hair), then the stage-1 texture encoder's embedding of the hair when ``texture`` is given.
 
     ``image`` N×3×H×W in [-1, 1].
     """
     stats = []
-    for _, x in vgg_features(vgg, image):
+    for x in [vgg_input(image), *(x for _, x in vgg_features(vgg, image))]:
         weight = F.interpolate(mask.float(), size=x.shape[-2:], mode="area")
         area = weight.sum(dim=(2, 3)).clamp(min=1e-6)
         mean = (x * weight).sum(dim=(2, 3)) / area

@@ -152,6 +152,11 @@ def judge(image: Image.Image, mask: np.ndarray) -> HairVerdict:
     return HairVerdict(color=color, curl="생머리" if same.mean() > 0.5 else "곱슬")
 
 
+# L1 distance (0-765) to a skin colour that still counts as skin: a VAE's round trip (a face before blending) moves
+# colours by 15-30; the nearest hair colour to a skin is 54 away (natural brown vs dark skin).
+SKIN_TOLERANCE = 40
+
+
 def face_identity(image: Image.Image) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """What the toy world offers where a face model sees nothing: the skin ellipse's box and a unit vector of
     the person's skin colour, face size and eye spacing (None when no toy face is there)."""
@@ -159,7 +164,7 @@ def face_identity(image: Image.Image) -> tuple[tuple[int, int, int, int], np.nda
 
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
     distance = np.min([np.abs(pixels - np.asarray(c)).sum(-1) for c in SKINS.values()], axis=0)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((distance < 12).astype(np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((distance < SKIN_TOLERANCE).astype(np.uint8))
     if count < 2:
         return None
     blob = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
