@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from pipelines.hair import model as hair_model
 from pipelines.hair import toy_hair
+from pipelines.models.registry import TOY_HAIR
 from tests.conftest import prepared_toy_hair
 from training.hair.cli import main
 
@@ -50,7 +51,7 @@ def test_a_short_run_writes_its_folder_and_a_model_the_stock_pipeline_runs(short
 
     model = hair_model.load(run / "final" / "hair_model.safetensors")
     assert set(model.adapters) == {"identity", "style"} and model.lora
-    assert model.metadata["base_model"].endswith("sdxl_inpaint")  # the tiny profile's, in the test cache
+    assert model.metadata["base_model"] == str(TOY_HAIR)  # the tiny profile's base
     assert json.loads(model.metadata["settings"])["max_steps"] == 4
 
     from diffusers import StableDiffusionXLInpaintPipeline
