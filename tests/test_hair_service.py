@@ -58,6 +58,8 @@ def test_a_reference_photo_and_a_users_mask_are_taken(tryon):
     (dict(portrait=Image.new("RGB", (64, 64), (40, 120, 200))), "No face was found"),
     (dict(mask=np.zeros((64, 64), bool)), "The hair mask is empty"),
     (dict(mask=np.ones((64, 64), bool)), "covers almost the whole image"),
+    (dict(mask=np.ones((32, 48), bool)), "The mask is 48x32 pixels but the portrait is 64x64"),
+    (dict(portrait="missing.png"), "The portrait image: missing.png"),
     (dict(reference=Image.new("RGB", (64, 64), (245, 245, 245))), "No hair was found in the reference"),
 ])
 def test_bad_requests_are_one_sentence(tryon, request_, words):

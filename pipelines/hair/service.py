@@ -123,6 +123,10 @@ class HairTryOn:
     def __call__(self, request: Request) -> Result:
         notes: list[str] = []
         portrait = user_image(request.portrait, "portrait", MAX_INPUT_PIXELS, TryOnError)
+        if request.mask is not None and np.asarray(request.mask).shape[:2] != portrait.size[::-1]:
+            height, width = np.asarray(request.mask).shape[:2]
+            raise TryOnError(f"The mask is {width}x{height} pixels but the portrait is {portrait.width}x"
+                             f"{portrait.height}; give a mask of the portrait's size.")
         square = ImageOps.fit(portrait, (self.size, self.size), Image.Resampling.LANCZOS)
         identity, box = self._identity(square, notes)
         mask = self._mask(square, request)

@@ -153,7 +153,7 @@ def train(s: HairToySettings) -> Path:
         prior = StableDiffusionXLInpaintPipeline.from_pretrained(s.base_from)
         vae, tokenizer, unet = prior.vae, prior.tokenizer, prior.unet.train()
         text_encoders = (prior.text_encoder.train(), prior.text_encoder_2.train())
-        vae_mse = json.loads((Path(s.base_from) / "training_report.json").read_text())["vae_mse"]
+        vae_mse = json.loads((Path(s.base_from) / "training_report.json").read_text()).get("vae_mse", float("nan"))
         log.info("going on from the base in %s", s.base_from)
     else:
         tokenizer = build_tokenizer(s.text_max_length, load_vocabulary().plain_words())
@@ -183,7 +183,8 @@ def train(s: HairToySettings) -> Path:
               "base_judged": judged_accuracy(pipe, s.judge_count, guidance=s.judge_guidance)}
     log.info("saved the base in %s (%.1f min); judged with words: %s", out, report["base_minutes"],
              report["base_judged"])
-    report["tryon"] = train_tryon(out, s)
+    if s.adapter_steps:
+        report["tryon"] = train_tryon(out, s)
     report["minutes"] = round((time.monotonic() - start) / 60, 1)
     (out / "training_report.json").write_text(json.dumps(report, indent=2))
     return out
@@ -191,9 +192,16 @@ def train(s: HairToySettings) -> Path:
 
 def tryon_only(s: HairToySettings) -> Path:
     """Run only stage 2 on the base already saved in ``s.output``, adding its figures to the training report."""
+    from diffusers import StableDiffusionXLInpaintPipeline
+
     out = Path(s.output)
     path = out / "training_report.json"
-    report = json.loads(path.read_text()) if path.is_file() else {}
+    report = json.loads(path.read_text()) if path.is_file() else {"settings": asdict(s)}
+    if "base_judged" not in report:  # a base whose run stopped during stage 2: judge it here
+        pipe = StableDiffusionXLInpaintPipeline.from_pretrained(out)
+        pipe.set_progress_bar_config(disable=True)
+        report.update(vae_round_trip_judged=round_trip_accuracy(pipe.vae),
+                      base_judged=judged_accuracy(pipe, s.judge_count, guidance=s.judge_guidance))
     report["tryon"] = train_tryon(out, s)
     path.write_text(json.dumps(report, indent=2))
     return out
