@@ -162,7 +162,7 @@ def _all(args: argparse.Namespace) -> int:
 def _train_toy(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in asdict(HairToySettings())}
     bad = [name for name, value in values.items() if isinstance(value, (int, float)) and not isinstance(value, bool)
-           and value <= 0 and name not in ("seed", "outside_weight", "caption_dropout", "adapter_steps")]
+           and value <= 0 and name not in ("seed", "outside_weight", "caption_dropout", "adapter_steps", "decoder_steps")]
     if bad:
         raise UsageError(f"--{bad[0].replace('_', '-')} must be positive, not {values[bad[0]]}.")
     s = HairToySettings(**values)

@@ -125,10 +125,14 @@ def autocast(s) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16_autocast)
 
 
-def update(loss: torch.Tensor, opt, sched, params: list, losses: list[float], bar, step: int, lr: float) -> None:
-    """One denoiser update: record the loss (stopping on NaN), clip gradients to 1, step the optimiser and schedule."""
+def update(loss: torch.Tensor, opt, sched, params: list, losses: list[float], bar, step: int, lr: float,
+           what: str = "UNet", setting: str = "max_lr") -> None:
+    """One update: record the loss (stopping on NaN), clip gradients to 1, step the optimiser and schedule.
+
+    ``what`` and ``setting``: the model trained and the learning-rate setting a NaN's message names.
+    """
     losses.append(loss.item())
-    check_finite(losses[-1], "UNet loss", f"UNet step {step}", f"max_lr (now {lr:g})")
+    check_finite(losses[-1], f"{what} loss", f"{what} step {step}", f"{setting} (now {lr:g})")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
