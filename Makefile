@@ -44,9 +44,10 @@ toy: $(VENV)/.installed
 	$(PY) -m training.toy --output assets/toy-sd
 
 # Rebuild the tiny profile's hair inpainting base and default hair model (about two hours on 2 CPU cores): a first
-# leg of 2 000 UNet steps, then 1 500 more from it (a second one-cycle schedule) and stage 2, as the shipped one was.
+# leg of 2 000 UNet steps, then 1 500 more from it (a second one-cycle schedule), the decoder's tuning and stage 2,
+# as the shipped one was made.
 toy-hair: $(VENV)/.installed
-	$(PY) -m training.hair toy --adapter-steps 0 --output build/toy-hair-first-leg
+	$(PY) -m training.hair toy --adapter-steps 0 --decoder-steps 0 --output build/toy-hair-first-leg
 	$(PY) -m training.hair toy --base-from build/toy-hair-first-leg --unet-steps 1500 --output assets/toy-hair
 
 # Rebuild the tiny profile's default anime model (a few minutes on 2 CPU cores).

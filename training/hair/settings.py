@@ -60,7 +60,7 @@ class HairToySettings:
     outside_weight: float = 0.25  # of the noise error outside the mask (inside counts 1)
     text_max_length: int = 24
     bf16_autocast: bool = True
-    decoder_steps: int = 0  # the VAE decoder alone, after the UNet (its latents unchanged)
+    decoder_steps: int = 300  # the VAE decoder alone, after the UNet (its latents unchanged)
     decoder_lr: float = 5e-4
     hair_weight: float = 4.0  # how much a hair pixel counts in the decoder's error
     adapter_portraits: int = 400  # toy K-Hairstyle set stage 2 trains the default hair model on
