@@ -12,13 +12,20 @@ def paint(pipe, images: list[Image.Image], masks: list[Image.Image], prompts: li
           style: torch.Tensor, steps: int, guidance: float, seed: int, size: int) -> list[Image.Image]:
     """One result per portrait: the masked region (white = paint) repainted as the prompt and adapters ask.
 
-    ``pipe`` carries a model from ``pipelines.hair.model.install``; ``identity`` and ``style`` are B×D embeddings.
+    ``pipe`` carries a model from ``pipelines.hair.model.install``; ``identity`` and ``style`` are B×D embeddings;
+    portrait ``i`` is painted with seed ``seed + i``.
     """
     unet = pipe.unet
-    embeds = adapter_embeds(identity, style, guidance > 1)
-    return pipe(prompt=prompts, image=images, mask_image=masks, height=size, width=size, num_inference_steps=steps,
-                guidance_scale=guidance, ip_adapter_image_embeds=[e.to(unet.device, unet.dtype) for e in embeds],
-                generator=torch.Generator().manual_seed(seed)).images
+    results = []
+    # One portrait per call: the pipeline repeats ip_adapter_image_embeds for every prompt of a batch (it expects
+    # one reference per call), so in a batch each portrait would attend to every portrait's identity and style.
+    for i, (image, mask, prompt) in enumerate(zip(images, masks, prompts)):
+        embeds = adapter_embeds(identity[i:i + 1], style[i:i + 1], guidance > 1)
+        results += pipe(prompt=prompt, image=image, mask_image=mask, height=size, width=size,
+                        num_inference_steps=steps, guidance_scale=guidance,
+                        ip_adapter_image_embeds=[e.to(unet.device, unet.dtype) for e in embeds],
+                        generator=torch.Generator().manual_seed(seed + i)).images
+    return results
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:

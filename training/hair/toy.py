@@ -351,6 +351,7 @@ def tryon_accuracy(pipe, model, reference: bool, count: int = 48, seed: int = 2_
     def length_only(target: toy_hair.Portrait) -> str:
         return vocabulary().prompt({"length": target.length, "hair-width": "보통"})[0]
 
-    judged = judged_accuracy(pipe, count, seed, guidance=guidance, extra=extra, prompt=length_only if reference else toy_hair.prompt,
+    # one portrait per call with adapters: the pipeline gives a batch's every prompt every reference (see tryon.paint)
+    judged = judged_accuracy(pipe, count, seed, guidance=guidance, batch=1 if model is not None else 16, extra=extra, prompt=length_only if reference else toy_hair.prompt,
                              identity_cosines=cosines)
     return {**judged, "identity_cosine_before_blending": round(float(np.mean(cosines)), 3)}
