@@ -47,6 +47,17 @@ def test_the_face_and_background_come_back_unchanged_and_the_mask_is_shown(tryon
         assert -1 <= result.identity <= 1 and result.prompt == "golden brown curly hairstyle"
 
 
+def test_words_set_the_portraits_own_style_aside_and_a_length_change_keeps_it(tryon, monkeypatch):
+    from pipelines.hair import service
+
+    seen = []
+    monkeypatch.setattr(service, "paint", lambda *args: seen.append(args[5]) or [args[1][0]])
+    portrait = toy_hair.render(portraits(1, 44)[0])
+    tryon(Request(portrait, color="black", steps=2))
+    tryon(Request(portrait, length="long", steps=2))
+    assert not seen[0].any() and seen[1].abs().sum() > 0  # zeros when words ask a colour; the own hair's otherwise
+
+
 def test_a_reference_photo_and_a_users_mask_are_taken(tryon):
     p, ref = portraits(1, 41, color="블랙")[0], portraits(1, 42, color="핑크브라운")[0]
     mask = toy_hair.hair_mask(p)

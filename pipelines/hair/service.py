@@ -1,8 +1,9 @@
 """Hair try-on (seed 000): a portrait in, the same face with other hair out, for the Hair tab and the API.
 
 The hair mask comes from the ``hair_segmenter`` role (or the user), the face identity from the ``faces`` role (the
-toy world's own measurements on 64 px toy portraits), the style from a reference photo's hair or, when there is none,
-from the portrait's own hair, so that what the user leaves as "keep" stays. The model paints inside the mask and the
+toy world's own measurements on 64 px toy portraits), the style from a reference photo's hair or, when there is none
+and no colour or curl is asked in words, from the portrait's own hair, so that a change of length or bangs keeps
+its colour and texture. The model paints inside the mask and the
 face and background are blended back from the input, so they are unchanged by construction.
 """
 from __future__ import annotations
@@ -130,11 +131,7 @@ class HairTryOn:
         square = ImageOps.fit(portrait, (self.size, self.size), Image.Resampling.LANCZOS)
         identity, box = self._identity(square, notes)
         mask = self._mask(square, request)
-        reference, reference_mask = self._reference(request, square, mask)
-        device = self.runtime.profile.device
-        vgg = self.runtime.model("vgg16")
-        style = style_embedding(vgg, _tensor(reference).to(device), torch.from_numpy(reference_mask)[None, None]
-                                .float().to(device), self.texture)
+        style = self._style(request, square, mask)
         self._scales(request)
         prompt = prompt_for(request)
         seed = request.seed if request.seed >= 0 else random.randrange(2**32)
@@ -185,6 +182,16 @@ class HairTryOn:
         if share > MAX_MASK:
             raise TryOnError("The hair mask covers almost the whole image; erase the face and background from it.")
         return mask
+
+    def _style(self, request: Request, square: Image.Image, mask: np.ndarray) -> torch.Tensor:
+        """1×D style vector: of the reference's hair; else of the portrait's own hair when no colour or curl is asked
+        in words (it carries both, and would fight the words); else none (zeros, as adapter dropout trained)."""
+        device = self.runtime.profile.device
+        if request.reference is None and (request.color.strip() or request.curl.strip()):
+            return torch.zeros(1, int(self.model.metadata["style_dim"]), device=device)
+        reference, hair = self._reference(request, square, mask)
+        return style_embedding(self.runtime.model("vgg16"), _tensor(reference).to(device),
+                               torch.from_numpy(hair)[None, None].float().to(device), self.texture)
 
     def _reference(self, request: Request, square: Image.Image, mask: np.ndarray) -> tuple[Image.Image, np.ndarray]:
         """The style source: the reference photo's hair, else the portrait's own."""

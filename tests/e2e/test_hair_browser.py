@@ -21,9 +21,9 @@ pytestmark = [pytest.mark.skipif(not shutil.which("chromium"),
                                  reason="assets/toy-hair is not built (make toy-hair)")]
 LAUNCH_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
-# A black, straight-haired toy portrait asked for golden brown curls; seed 1 (the toy model gets most such
-# requests right, not all: a fixed seed keeps the test about the tab, not about the odds).
-PORTRAIT_SEED, TRYON_SEED = 3, 1
+# A black, straight-haired toy portrait asked for golden brown curls; seed 0 (the toy model gets most such
+# requests right, not all (this one at seeds 0, 1, 2 and 5 of 0-5): a fixed seed keeps the test about the tab).
+PORTRAIT_SEED, TRYON_SEED = 3, 0
 
 
 def fetch(page, selector: str) -> Image.Image:
