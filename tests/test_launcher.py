@@ -109,6 +109,8 @@ def test_submit_refuses_bad_input_and_numbers_taken_names(make_manager, data):
     with pytest.raises(LaunchError, match="letters, digits"):
         manager.submit("fashion", "../evil", data, {}, "local", "tiny")
     with pytest.raises(LaunchError, match="Unknown use case"):
+        manager.submit("portraits", "x", data, {}, "local", "tiny")
+    with pytest.raises(LaunchError, match="The hair dataset data has no images/ folder"):
         manager.submit("hair", "x", data, {}, "local", "tiny")
     with pytest.raises(LaunchError, match="does not exist"):
         manager.submit("fashion", "x", data / "missing", {}, "local", "tiny")
