@@ -17,8 +17,8 @@ from training.hair.toy import TRYON_FILE, inpainting_mask
 
 
 # The shipped model's judged figures on COUNT held-out requests (fixed seeds), less a margin of about two requests:
-# measured 0.79 / 0.96 with words, 0.50 with a reference against 0.17 without the adapters (2026-11-30).
-COUNT, WORDS_COLOR, WORDS_TEXTURE, REFERENCE_GAIN = 24, 0.7, 0.85, 0.25
+# measured 0.75 / 0.96 with words, 0.75 with a reference against 0.17 without the adapters (2026-11-30).
+COUNT, WORDS_COLOR, WORDS_TEXTURE, REFERENCE_COLOR, REFERENCE_GAIN = 24, 0.65, 0.85, 0.65, 0.4
 
 
 @pytest.fixture(scope="module")
@@ -132,4 +132,4 @@ def test_a_reference_photos_hair_colour_comes_through_the_style_adapter(shipped)
     _, base, painter, model = shipped
     without = tryon_accuracy(base, None, reference=True, count=COUNT)
     taken = tryon_accuracy(painter, model, reference=True, count=COUNT)
-    assert taken["color"] >= without["color"] + REFERENCE_GAIN, (taken, without)
+    assert taken["color"] >= REFERENCE_COLOR and taken["color"] >= without["color"] + REFERENCE_GAIN, (taken, without)
