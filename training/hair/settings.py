@@ -64,7 +64,7 @@ class HairToySettings:
     decoder_lr: float = 5e-4
     hair_weight: float = 4.0  # how much a hair pixel counts in the decoder's error
     adapter_portraits: int = 400  # toy K-Hairstyle set stage 2 trains the default hair model on
-    adapter_steps: int = 600  # 0: the base only, no default hair model (a first leg to go on from with base_from)
+    adapter_steps: int = 1_500  # 0: the base only, no default hair model (a first leg to go on from with base_from)
     judge_count: int = 48  # held-out try-ons the report's accuracies are judged on
     judge_guidance: float = 7.5  # their classifier-free guidance (the inpainting pipeline's default)
     base_from: str = ""  # an earlier toy base folder to go on training (its VAE kept) instead of starting afresh
