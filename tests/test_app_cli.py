@@ -71,3 +71,20 @@ print(len(images), sys.modules.get("bitsandbytes"))
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                             timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert result.stdout.split()[-2:] == ["1", "None"], result.stderr[-2000:]
+
+
+def test_building_the_page_imports_no_torch(tmp_path):
+    # torch (and diffusers) add seconds to the page's start; every tab must load them on first use, not at build time
+    code = """
+import sys
+from pathlib import Path
+import app
+from pipelines.models.profile import choose_profile
+from pipelines.models.runtime import Runtime
+runtime = Runtime(profile=choose_profile("tiny"), cache_dir=Path(sys.argv[1]) / "cache")
+app.build_app(runtime, runs_root=Path(sys.argv[1]) / "runs")
+print(sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert result.stdout.strip().splitlines()[-1:] == ["[]"], (result.stdout[-500:], result.stderr[-2000:])

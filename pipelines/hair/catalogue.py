@@ -1,5 +1,7 @@
 """The hair models one user may paint with: the profile's default, the models exported on the server, the user's own
 hair runs and the repos they pulled. Each entry says whether the model passed seed 000's gate.
+
+The Hair tab imports this module to build its page; ``pipelines.hair.model`` (and torch) load on first use.
 """
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-from pipelines.hair.model import MODEL_FILE, HairModelError, exported_dir, read_metadata
 
 DEFAULT = "default"  # the dropdown's value for the ``hair`` role's model
 CHECKPOINT_WEIGHTS = "lora.safetensors"  # a checkpoint's weights file (training/runs/checkpoint.py's LORA_FILE)
@@ -30,6 +30,8 @@ def verdict(metadata: dict[str, str]) -> str:
 
 
 def _entry(label: str, path: Path) -> Entry | None:
+    from pipelines.hair.model import HairModelError, read_metadata
+
     try:
         note = verdict(read_metadata(path))
     except HairModelError:
@@ -39,6 +41,8 @@ def _entry(label: str, path: Path) -> Entry | None:
 
 def run_model(run_dir: Path) -> Path | None:
     """A hair run's trained model: ``inpaint/final/`` of a one-command run, ``final/`` of a stage-2 run."""
+    from pipelines.hair.model import MODEL_FILE
+
     for path in (run_dir / "inpaint" / "final" / MODEL_FILE, run_dir / "final" / MODEL_FILE):
         if path.is_file():
             return path
@@ -68,6 +72,8 @@ def entries(default_label: str | None, runs: list[tuple[str, Path]], pulled: Pat
     ``default_label``: the default's label, None when the profile has none; ``runs``: (name, folder) of the user's
     hair runs; ``pulled``: the user's folder of pulled hair repos; ``exported``: the server's export folder.
     """
+    from pipelines.hair.model import MODEL_FILE, exported_dir
+
     found: list[Entry] = []
     for name, run_dir in runs:
         path = run_model(run_dir)
