@@ -29,7 +29,8 @@ from pipelines.models.toy_tokenizer import build_tokenizer
 from training.hair.losses import mask_aware_mse
 from training.hair.settings import HairToySettings
 from training.runs.folder import check_finite_weights
-from training.toy.recipe import autocast, encode_latents, to_unit, tokenize, train_vae, update
+from training.toy.recipe import (autocast, decoder_optimiser, encode_latents, to_unit, tokenize, train_vae,
+                                 update)
 
 log = logging.getLogger("training.hair")
 TRYON_FILE = "hair_model.safetensors"  # the tiny profile's default hair model, beside its base (the hair role)
@@ -121,12 +122,7 @@ def tune_decoder(folder: Path, data: ToySet, s: HairToySettings) -> dict[str, fl
 
     vae = AutoencoderKL.from_pretrained(folder / "vae")
     gen = torch.Generator().manual_seed(s.seed + 2)  # its own draws: the same result however the base was made
-    vae.requires_grad_(False)
-    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=s.decoder_lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.decoder_lr, total_steps=s.decoder_steps)
+    params, opt, sched = decoder_optimiser(vae, s.decoder_lr, s.decoder_steps)
     losses: list[float] = []
     for step in (bar := tqdm(range(1, s.decoder_steps + 1), desc="hair decoder")):
         idx = torch.randint(len(data.pixels), (s.vae_batch_size,), generator=gen)
@@ -190,12 +186,14 @@ def train(s: HairToySettings) -> Path:
         vae = make_vae()
         vae_mse = train_vae(vae, data.pixels, s, gen)
         vae.eval()
-        vae.register_to_config(scaling_factor=float(1.0 / encode_latents(vae, data.pixels).std()))
         unet, text_encoders = make_unet(), make_text_encoders(tokenizer)
+    latents = encode_latents(vae, data.pixels)
+    if not s.base_from:
+        vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     log.info("hair vae mse %.4f, latent scaling factor %.3f; the judge on its round trips: %s", vae_mse,
              vae.config.scaling_factor, round_trip_accuracy(vae))
     blanked = ((masked_image(to_unit(data.pixels), data.masks) + 1) * 127.5).round().to(torch.uint8)
-    latents, masked_latents = (encode_latents(vae, x) * vae.config.scaling_factor for x in (data.pixels, blanked))
+    latents, masked_latents = (x * vae.config.scaling_factor for x in (latents, encode_latents(vae, blanked)))
     ids = tokenize(tokenizer, data.prompts)
     losses = train_denoiser(unet, text_encoders, latents, masked_latents, data.masks, (ids, ids), s, gen)
     scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -170,6 +170,16 @@ def encode_latents(vae: AutoencoderKL, pixels: torch.Tensor, batch_size: int = 2
     return torch.cat(chunks)
 
 
+def decoder_optimiser(vae: AutoencoderKL, lr: float, steps: int) -> tuple[list, torch.optim.Optimizer, Any]:
+    """(parameters, AdamW, one-cycle schedule) for training the VAE's decoder alone; the encoder is frozen."""
+    vae.requires_grad_(False)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr)
+    return params, opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+
+
 def tune_decoder(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings) -> dict[str, float]:
     """Train the decoder alone on palette and open-colour scenes; returns the recent MSE of each kind.
 
@@ -178,12 +188,7 @@ def tune_decoder(vae: AutoencoderKL, pixels: torch.Tensor, s: ToySettings) -> di
     """
     gen = torch.Generator().manual_seed(s.seed + 1)
     open_pixels = render_open_colors(s.open_color_images, s.seed + 1)
-    vae.requires_grad_(False)
-    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=s.decoder_lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.decoder_lr, total_steps=s.decoder_steps)
+    params, opt, sched = decoder_optimiser(vae, s.decoder_lr, s.decoder_steps)
     n_open = max(1, round(s.vae_batch_size * s.decoder_open_fraction))
     n_palette = s.vae_batch_size - n_open
     recent: list[tuple[float, float]] = []
