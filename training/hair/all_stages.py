@@ -100,7 +100,7 @@ def run_all(images: Path, labels: Path, output: Path, profile: str, start: str |
         again = set(STAGES[STAGES.index(start):]) if start else set()
         for stage in STAGES:
             folder = folders(output)[stage]
-            first = spans.get(stage, (spans["inpaint"][0] + spans["inpaint"][1] if stage == "evaluate" else 0, 0))[0]
+            first = total if stage == "evaluate" else spans.get(stage, (0, 0))[0]
             if stage in again and folder.exists():
                 kept = folder.with_name(f"{folder.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
                 folder.rename(kept)
